@@ -1,0 +1,48 @@
+"""`toolkit` command line. Each subcommand lives in toolkit/commands/<name>.py with HELP, add_arguments, run;
+heavy backends are imported inside `run`, so `toolkit --help` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from toolkit import __version__
+from toolkit.errors import UserError
+
+COMMANDS = {  # name users type -> module
+    "train": "toolkit.commands.train",
+    "stylize": "toolkit.commands.stylize",
+    "styles": "toolkit.commands.styles",
+    "archs": "toolkit.commands.archs",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolkit", description="Train, compress, export and run compact "
+                                     "real-time style-transfer networks.")
+    parser.add_argument("--version", action="version", version=f"toolkit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        print(f"toolkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"toolkit {args.command}: interrupted; outputs are only ever renamed into place when complete",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+HELP = "train a style with the perceptual loss (resumable; runs under torchrun for data parallelism)"
+
+
+def add_arguments(p) -> None:
+    from toolkit.config import LossConfig, TrainConfig
+
+    d, dl = TrainConfig(), LossConfig()
+    p.add_argument("--style-image", required=True, help="the style image")
+    p.add_argument("--name", required=True, help="run name; writes runs/<name>/")
+    p.add_argument("--content-dir", required=True, help="folder of content photos")
+    p.add_argument("--arch", default=d.arch, help=f"architecture preset (default {d.arch}; see `toolkit archs`)")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--size", type=int, default=d.size, help="training crop side")
+    p.add_argument("--style-size", type=int, default=d.style_size, help="style image long side")
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--style-weight", type=float, default=dl.style_weight)
+    p.add_argument("--content-weight", type=float, default=dl.content_weight)
+    p.add_argument("--tv-weight", type=float, default=dl.tv_weight)
+    p.add_argument("--temporal-weight", type=float, default=dl.temporal_weight,
+                   help="weight of the synthetic-motion temporal stability loss (0 = off)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--workers", type=int, default=d.workers, help="data-loading worker processes")
+    p.add_argument("--sample-every", type=int, default=d.sample_every)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--loss-net", default=dl.loss_net, choices=["vgg19", "vgg16", "random"])
+    p.add_argument("--loss-weights", help="VGG weights file (safetensors, or a torchvision .pth state dict)")
+    p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
+    p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="restart runs/<name> from scratch")
+
+
+def run(args) -> int:
+    from toolkit.config import LossConfig, TrainConfig
+    from toolkit.errors import UserError
+    from toolkit.models import ARCHS
+    from toolkit.train import train
+
+    ARCHS.get(args.arch)
+    for flag in ("steps", "size", "batch"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be >= 1")
+    if args.size % 16:
+        raise UserError(f"--size {args.size} must be a multiple of 16")
+    loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
+                      style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight)
+    cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,
+                      steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,
+                      seed=args.seed, workers=args.workers, sample_every=args.sample_every,
+                      checkpoint_every=args.checkpoint_every, loss=loss)
+    path = train(cfg, out_root=args.out, resume=args.resume, overwrite=args.overwrite)
+    print(path)
+    return 0

@@ -1,0 +1,130 @@
+"""Frozen dataclass configs. Unknown keys are errors; every output stores its resolved config beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Tuple, Type, TypeVar
+
+from toolkit.errors import UserError, did_you_mean
+
+C = TypeVar("C")
+
+BLOCKS = ("residual", "bottleneck", "dwsep")
+PADDINGS = ("reflect", "zero")
+NORMS = ("instance", "batch", "none")
+UPSAMPLES = ("nearest", "bilinear", "transposed", "pixelshuffle", "conv_bilinear")
+HEADS = ("conv", "shuffle")
+OUTPUTS = ("sigmoid", "tanh", "clamp")
+
+
+def from_dict(cls: Type[C], data: Mapping[str, Any]) -> C:
+    """Build a config dataclass; unknown keys raise with a suggestion; lists become tuples."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise UserError(f"unknown {cls.__name__} key '{key}'{did_you_mean(key, names)}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Knobs of the one TransformerNet; they cover the Caffe2go compression levers."""
+
+    widths: Tuple[int, ...] = (32, 64, 128)
+    res_blocks: int = 5
+    block: str = "residual"          # residual | bottleneck (FastChi 1x1 "inception") | dwsep
+    bottleneck_k: int = 2            # channel reduction inside a bottleneck block
+    down_stages: int = 2             # stride-2 stages: len(widths)-1, or len(widths) when the stem is strided
+    first_kernel: int = 9
+    last_kernel: int = 9
+    down_kernel: int = 3             # 4 gives symmetric, evenly overlapping stride-2 windows
+    padding: str = "reflect"
+    norm: str = "instance"
+    upsample: str = "nearest"
+    head: str = "conv"               # conv at full res | shuffle: conv at 1/2 res to 12 ch + PixelShuffle(2)
+    output: str = "sigmoid"
+
+    def __post_init__(self):
+        def check(name, value, allowed):
+            if value not in allowed:
+                raise UserError(f"arch {name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+        check("block", self.block, BLOCKS)
+        check("padding", self.padding, PADDINGS)
+        check("norm", self.norm, NORMS)
+        check("upsample", self.upsample, UPSAMPLES)
+        check("head", self.head, HEADS)
+        check("output", self.output, OUTPUTS)
+        check("first_kernel", self.first_kernel, (3, 4, 5, 7, 9))
+        if self.first_kernel == 4 and self.down_stages != len(self.widths):
+            raise UserError("arch first_kernel=4 needs a strided stem (down_stages == len(widths))")
+        check("last_kernel", self.last_kernel, (1, 3, 5, 7, 9))
+        check("down_kernel", self.down_kernel, (3, 4))
+        check("down_stages", self.down_stages, (2, 3))
+        if not self.widths or any(int(w) < 1 for w in self.widths):
+            raise UserError(f"arch widths must be positive integers, got {self.widths}")
+        if self.down_stages not in (len(self.widths) - 1, len(self.widths)):
+            raise UserError(
+                f"arch down_stages={self.down_stages} needs {self.down_stages} or {self.down_stages + 1} widths, "
+                f"got {len(self.widths)}"
+            )
+        if self.res_blocks < 0 or self.bottleneck_k < 1:
+            raise UserError("arch res_blocks must be >= 0 and bottleneck_k >= 1")
+
+    @property
+    def stride(self) -> int:
+        """Input sides must be multiples of this (the net pads and crops other sizes in `stylize`)."""
+        return 2 ** self.down_stages
+
+    @property
+    def strided_stem(self) -> bool:
+        return self.down_stages == len(self.widths)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    loss_net: str = "vgg19"                      # vgg19 | vgg16 | random
+    loss_weights: str | None = None              # explicit weights file; else the shared VGG19, else hub cache
+    content_layers: Tuple[str, ...] = ("relu3_1",)
+    style_layers: Tuple[str, ...] = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1")
+    style_layer_weights: Tuple[float, ...] = ()  # empty = 1 per layer
+    content_weight: float = 1.0
+    style_weight: float = 1e4
+    tv_weight: float = 0.5
+    temporal_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "style"
+    style_image: str = ""
+    content_dir: str = ""
+    arch: str = "nano"
+    steps: int = 600
+    size: int = 256
+    style_size: int = 512
+    batch: int = 4
+    lr: float = 1e-3
+    seed: int = 0
+    workers: int = 2
+    sample_every: int = 100
+    checkpoint_every: int = 50
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> "TrainConfig":
+        data = dict(data)
+        loss = from_dict(LossConfig, data.pop("loss", {}))
+        cfg = from_dict(TrainConfig, data)
+        return dataclasses.replace(cfg, loss=loss)
+
+    def to_dict(self) -> dict:
+        d = to_dict(self)
+        d["loss"] = to_dict(self.loss)
+        return d

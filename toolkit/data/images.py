@@ -1,0 +1,141 @@
+"""Safe image decoding (any mode, EXIF orientation, 16-bit), atomic saving, and the content-crop dataset."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from toolkit.errors import UserError
+from toolkit.fsutil import atomic_path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class DecodedImage:
+    rgb: np.ndarray               # H x W x 3 float32 in [0, 1]
+    alpha: np.ndarray | None      # H x W float32 in [0, 1], or None
+
+
+def decode_image(path: str | os.PathLike) -> DecodedImage:
+    """Decode any PIL-readable image: EXIF orientation applied; palette, greyscale, CMYK, 16-bit and alpha handled."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"cannot decode image {path} ({exc}); pass a valid JPEG/PNG/WebP/TIFF file") from exc
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float32)
+        grey = arr / (65535.0 if arr.max() > 255 else 255.0)
+        return DecodedImage(np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2), None)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    alpha = None
+    if im.mode in ("RGBA", "LA", "PA"):
+        alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+    if im.mode == "RGB;16" or (im.mode == "RGB" and np.asarray(im).dtype != np.uint8):
+        rgb = np.asarray(im, dtype=np.float32) / 65535.0
+    else:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    return DecodedImage(np.ascontiguousarray(rgb), alpha)
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    return decode_image(path).rgb
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """H x W x 3 float [0,1] -> 1 x 3 x H x W."""
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).unsqueeze(0).float()
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W (or 3 x H x W) -> H x W x 3 float32."""
+    t = t.detach().cpu().float()
+    if t.dim() == 4:
+        t = t[0]
+    return t.permute(1, 2, 0).numpy()
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None, quality: int = 95) -> Path:
+    """Write atomically; keeps alpha when given (PNG/WebP), JPEG quality `quality`."""
+    from PIL import Image
+
+    path = Path(path)
+    data = to_uint8(rgb)
+    im = Image.fromarray(data, "RGB")
+    if alpha is not None:
+        im.putalpha(Image.fromarray(to_uint8(alpha), "L"))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(
+        path.suffix.lower(), "PNG")
+    if fmt == "JPEG" and alpha is not None:
+        im = im.convert("RGB")
+    with atomic_path(path) as tmp:
+        im.save(tmp, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
+    return path
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"content directory {folder} does not exist; pass a folder of photos")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"content directory {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add photos")
+    return files
+
+
+def resize_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = long_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    im = Image.fromarray(to_uint8(rgb)).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Resize so the short side is size x U(1, 1.6) (zooms vary), then take a random size x size crop, maybe mirrored."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    scale = size * rng.uniform(1.0, 1.6) / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    im = Image.fromarray(to_uint8(rgb)).resize((nw, nh), Image.Resampling.BILINEAR)
+    top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
+    crop = np.asarray(im, dtype=np.float32)[top: top + size, left: left + size] / 255.0
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+
+class ContentCrops(Dataset):
+    """Sample i is a deterministic function of (seed, i): resume and DDP shards reproduce the same batches."""
+
+    def __init__(self, files: list[Path], size: int, seed: int):
+        self.files, self.size, self.seed = files, size, seed
+
+    def __len__(self) -> int:
+        return 1 << 40  # indexed by global sample number, never exhausted
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, index])
+        path = self.files[int(rng.integers(len(self.files)))]
+        crop = random_crop(load_rgb(path), self.size, rng)
+        return torch.from_numpy(crop.transpose(2, 0, 1).copy())

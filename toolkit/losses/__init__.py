@@ -1,0 +1,15 @@
+"""Perceptual loss: an ImageNet VGG encoder with named taps, content / Gram style / TV terms."""
+
+from toolkit.losses.perceptual import PerceptualLoss, gram_matrix, total_variation
+from toolkit.losses.vgg import VGGEncoder, load_vgg
+
+
+def build_loss(cfg, style_image, seed: int = 0) -> PerceptualLoss:
+    """The PerceptualLoss described by a LossConfig, against a style image tensor (1, 3, H, W)."""
+    taps = list(cfg.content_layers) + list(cfg.style_layers)
+    encoder = load_vgg(taps, net=cfg.loss_net, weights=cfg.loss_weights, seed=seed)
+    return PerceptualLoss(encoder, style_image, cfg.content_layers, cfg.style_layers, cfg.style_layer_weights,
+                          cfg.content_weight, cfg.style_weight, cfg.tv_weight)
+
+
+__all__ = ["PerceptualLoss", "VGGEncoder", "build_loss", "gram_matrix", "load_vgg", "total_variation"]

@@ -1,0 +1,79 @@
+"""Perceptual loss (Johnson et al. 2016): content, Gram-matrix style, total variation."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.losses.vgg import VGGEncoder
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C), normalised by C*H*W so it does not depend on image size."""
+    n, c, h, w = features.shape
+    f = features.reshape(n, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+class PerceptualLoss(nn.Module):
+    """Weighted content + style + TV loss against one style image through a frozen encoder."""
+
+    def __init__(self, encoder: VGGEncoder, style_image: torch.Tensor, content_layers: Sequence[str],
+                 style_layers: Sequence[str], style_layer_weights: Sequence[float] = (),
+                 content_weight: float = 1.0, style_weight: float = 1e4, tv_weight: float = 1e-3):
+        super().__init__()
+        self.encoder = encoder
+        self.content_layers = list(content_layers)
+        self.style_layers = list(style_layers)
+        weights = list(style_layer_weights) or [1.0] * len(self.style_layers)
+        if len(weights) != len(self.style_layers):
+            raise ValueError("style_layer_weights must have one weight per style layer")
+        self.layer_weights = dict(zip(self.style_layers, weights))
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        with torch.no_grad():
+            feats = encoder(style_image)
+        for layer in self.style_layers:
+            self.register_buffer(f"gram_{layer}", gram_matrix(feats[layer]).mean(0, keepdim=True))
+
+    def target_gram(self, layer: str) -> torch.Tensor:
+        return getattr(self, f"gram_{layer}")
+
+    def style_loss(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for layer in self.style_layers:
+            g = gram_matrix(feats[layer])
+            total = total + self.layer_weights[layer] * F.mse_loss(g, self.target_gram(layer).expand_as(g))
+        return total
+
+    @staticmethod
+    def content_loss(feats: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
+                     layers: Sequence[str]) -> torch.Tensor:
+        return sum(F.mse_loss(feats[layer], target[layer]) for layer in layers)
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        out_feats = self.encoder(output)
+        with torch.no_grad():
+            content_feats = self.encoder(content)
+        content_l = self.content_loss(out_feats, content_feats, self.content_layers)
+        style_l = self.style_loss(out_feats)
+        tv_l = total_variation(output)
+        total = self.content_weight * content_l + self.style_weight * style_l + self.tv_weight * tv_l
+        return {"total": total, "content": content_l, "style": style_l, "tv": tv_l}
+
+    @torch.no_grad()
+    def measure(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, float]:
+        """Unweighted style / content losses of `output`, plus the content image's own style loss for reference."""
+        out_feats, content_feats = self.encoder(output), self.encoder(content)
+        return {
+            "style": float(self.style_loss(out_feats)),
+            "content": float(self.content_loss(out_feats, content_feats, self.content_layers)),
+            "content_image_style": float(self.style_loss(content_feats)),
+        }

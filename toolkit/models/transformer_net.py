@@ -1,0 +1,49 @@
+"""One configurable image transformation network (Johnson et al. 2016) with the Caffe2go compression levers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from toolkit.config import ArchConfig
+from toolkit.models.layers import ConvLayer, OutputActivation, ResidualBlock, UpStage, conv_norm_relu
+
+
+class TransformerNet(nn.Module):
+    """RGB [0,1] NCHW in -> RGB [0,1] NCHW out, same size. Sides must be multiples of `config.stride`.
+
+    stem (stride 2 when down_stages == len(widths): early downsampling) -> stride-2 downs -> residual blocks at
+    the lowest resolution -> as many x2 up stages as downs -> head (full-res conv, or a 1/2-res conv + PixelShuffle).
+    """
+
+    def __init__(self, config: ArchConfig):
+        super().__init__()
+        self.config = cfg = config
+        w = [int(c) for c in cfg.widths]
+        pad, norm = cfg.padding, cfg.norm
+        self.stem = conv_norm_relu(3, w[0], cfg.first_kernel, 2 if cfg.strided_stem else 1, pad, norm)
+        self.down = nn.Sequential(*[conv_norm_relu(w[i], w[i + 1], cfg.down_kernel, 2, pad, norm)
+                                    for i in range(len(w) - 1)])
+        self.res = nn.Sequential(*[ResidualBlock(w[-1], cfg.block, pad, norm, cfg.bottleneck_k)
+                                   for _ in range(cfg.res_blocks)])
+        # Up path mirrors the widths; a strided stem adds one more up stage at widths[0].
+        up_channels = list(reversed(w)) + ([w[0]] if cfg.strided_stem else [])
+        pairs = list(zip(up_channels[:-1], up_channels[1:]))
+        if cfg.head == "shuffle":
+            pairs = pairs[:-1]  # the head itself performs the last x2
+        self.up = nn.Sequential(*[UpStage(a, b, cfg.upsample, pad, norm) for a, b in pairs])
+        head_in = pairs[-1][1] if pairs else w[-1]
+        if cfg.head == "shuffle":
+            self.head = nn.Sequential(ConvLayer(head_in, 12, cfg.last_kernel, 1, pad), nn.PixelShuffle(2))
+        else:
+            self.head = ConvLayer(head_in, 3, cfg.last_kernel, 1, pad)
+        self.activation = OutputActivation(cfg.output)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(self.stem(x))
+        x = self.res(x)
+        return self.activation(self.head(self.up(x)))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,76 @@
+"""Stylise images of any size and mode with a TransformerNet: pad to the net's stride, run, crop back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from toolkit.data.images import decode_image, resize_long_side, save_image, to_numpy, to_tensor
+from toolkit.errors import UserError
+from toolkit.fsutil import ensure_writable_dir
+
+
+def min_side(stride: int) -> int:
+    """Smallest side the net accepts: two pixels at its lowest resolution (reflect padding needs them)."""
+    return 2 * stride
+
+
+def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad (N,C,H,W) on the bottom/right up to multiples of `stride`; returns the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % stride, (-w) % stride
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+@torch.no_grad()
+def stylize_tensor(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N,3,H,W) in [0,1] of any H, W >= min_side -> same shape."""
+    stride = model.config.stride
+    h, w = x.shape[-2:]
+    if min(h, w) < min_side(stride):
+        raise UserError(f"image is {w}x{h}; this net needs at least {min_side(stride)} px per side; "
+                        "use a larger image or --size")
+    padded, _ = pad_to_stride(x, stride)
+    return model(padded)[..., :h, :w]
+
+
+def stylize_rgb(model: torch.nn.Module, rgb: np.ndarray, size: int | None = None) -> np.ndarray:
+    """H x W x 3 [0,1] -> stylised H x W x 3. With `size`, the net runs at that long side and is resized back."""
+    h, w = rgb.shape[:2]
+    work = resize_long_side(rgb, size) if size and size != max(h, w) else rgb
+    out = stylize_tensor(model, to_tensor(work))
+    if out.shape[-2:] != (h, w):
+        out = F.interpolate(out, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    return to_numpy(out)
+
+
+def output_path(src: Path, out_dir: Path, style: str) -> Path:
+    suffix = ".jpg" if src.suffix.lower() in (".jpg", ".jpeg") else ".png"
+    return out_dir / f"{src.stem}.{style}{suffix}"
+
+
+def stylize_files(model: torch.nn.Module, paths: list[Path], out_dir: Path, style: str,
+                  size: int | None = None, progress: bool = True) -> list[Path]:
+    """Stylise each image into out_dir/<stem>.<style>.{png,jpg}; alpha is kept. Inputs are checked first."""
+    for p in paths:
+        if not Path(p).is_file():
+            raise UserError(f"image {p} does not exist")
+    ensure_writable_dir(out_dir)
+    model.eval()
+    written = []
+    iterator = paths
+    if progress and len(paths) > 1:
+        from tqdm import tqdm
+
+        iterator = tqdm(paths, desc=f"stylize {style}", unit="img")
+    for p in iterator:
+        img = decode_image(p)
+        out = stylize_rgb(model, img.rgb, size)
+        written.append(save_image(output_path(Path(p), out_dir, style), out, img.alpha))
+    return written

@@ -1,0 +1,210 @@
+"""Training loop: perceptual loss, atomic resumable checkpoints, sample grids, loss curves, torchrun DDP.
+
+Run directory runs/<name>/:
+  last.safetensors + last.json   resumable state (model, Adam moments, step, history), rewritten atomically
+  <name>.safetensors + .json     the final checkpoint (what `stylize` / `export` take)
+  samples/step_XXXXXX.png        fixed eval photos stylised every `sample_every` steps
+  loss.png                       loss curves at the end
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.config import TrainConfig
+from toolkit.data.images import ContentCrops, list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
+from toolkit.errors import UserError
+from toolkit.fsutil import ensure_writable_dir
+from toolkit.losses import build_loss
+from toolkit.models import create_model
+
+log = logging.getLogger(__name__)
+
+
+class StepBatches(Sampler):
+    """Yields, per step from `start`, the global sample indices of this rank's share of the batch."""
+
+    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int):
+        self.start, self.steps, self.batch, self.rank, self.world = start, steps, batch, rank, world
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            base = (step * self.world + self.rank) * self.batch
+            yield list(range(base, base + self.batch))
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"optim.{i}.{key}"] = torch.as_tensor(value).clone()
+    return out
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, i, name = key.split(".", 2)
+        state.setdefault(int(i), {})[name] = value
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _sample_images(cfg: TrainConfig, files: list[Path], n: int = 4) -> torch.Tensor:
+    from toolkit.paths import shared_data
+
+    eval_dir = shared_data("content", "eval")
+    picks = (sorted(eval_dir.iterdir()) if eval_dir else files)[:n]
+    crops = []
+    for p in picks:
+        rgb = resize_long_side(load_rgb(p), 256)
+        h, w = rgb.shape[:2]
+        s = min(h, w) // 16 * 16
+        top, left = (h - s) // 2, (w - s) // 2
+        crops.append(torch.nn.functional.interpolate(to_tensor(rgb[top:top + s, left:left + s]), size=(192, 192),
+                                                     mode="bilinear", align_corners=False))
+    return torch.cat(crops)
+
+
+def _save_sample_grid(path: Path, model, images: torch.Tensor) -> None:
+    model.eval()
+    with torch.no_grad():
+        out = model(images)
+    model.train()
+    rows = [np.concatenate([to_numpy(a), to_numpy(b)], axis=1) for a, b in zip(images, out)]
+    save_image(path, np.concatenate(rows, axis=0))
+
+
+def plot_losses(path: Path, history: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    steps = [h["step"] for h in history]
+    for ax, key in zip(axes, ("content", "style", "tv")):
+        ax.plot(steps, [h[key] for h in history])
+        ax.set_title(f"{key} loss")
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+    fig.tight_layout()
+    from toolkit.fsutil import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _dist_setup() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> Path:
+    """Train one style; returns the final checkpoint path. Safe to kill at any time and `resume`."""
+    rank, world = _dist_setup()
+    device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
+    run_dir = Path(out_root) / cfg.name
+    last = run_dir / "last.safetensors"
+    if rank == 0:
+        if run_dir.exists() and (run_dir / "last.json").exists() and not (resume or overwrite):
+            raise UserError(f"run {run_dir} already exists; pass --resume to continue it or --overwrite to restart")
+        ensure_writable_dir(run_dir / "samples")
+    if not Path(cfg.style_image).is_file():
+        raise UserError(f"style image {cfg.style_image} does not exist; pass --style-image PATH")
+    files = list_images(cfg.content_dir)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.arch).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start, history = 0, []
+    if resume and last.exists():
+        ckpt = load_checkpoint(last)
+        saved = TrainConfig.from_dict(ckpt.meta["train_config"])
+        if saved.arch != cfg.arch:
+            raise UserError(f"run {run_dir} was trained with --arch {saved.arch}, not {cfg.arch}")
+        model.load_state_dict(ckpt.model.state_dict())
+        _restore_optimizer(opt, ckpt.optimizer_state)
+        start, history = ckpt.meta["step"], ckpt.meta.get("history", [])
+        log.info("resuming %s at step %d", run_dir, start)
+
+    style = resize_long_side(load_rgb(cfg.style_image), cfg.style_size)
+    loss_fn = build_loss(cfg.loss, to_tensor(style), seed=cfg.seed).to(device)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    loader = DataLoader(ContentCrops(files, cfg.size, cfg.seed),
+                        batch_sampler=StepBatches(start, cfg.steps, cfg.batch, rank, world),
+                        num_workers=cfg.workers, persistent_workers=False,
+                        prefetch_factor=4 if cfg.workers else None)
+    samples = _sample_images(cfg, files) if rank == 0 else None
+
+    def save_state(step: int, final: bool = False) -> None:
+        meta = {"name": cfg.name, "train_config": cfg.to_dict(), "step": step, "history": history,
+                "world_size": world}
+        save_checkpoint(last, model, meta, extra_tensors=_optimizer_tensors(opt))
+        if final:
+            final_meta = dict(meta, metrics=history[-1] if history else {})
+            save_checkpoint(run_dir / f"{cfg.name}.safetensors", model, final_meta)
+
+    bar = None
+    if rank == 0 and progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.name}", unit="step", dynamic_ncols=True)
+    model.train()
+    step = start
+    wait_t = busy_t = 0.0
+    t0 = time.perf_counter()
+    for batch in loader:
+        t1 = time.perf_counter()
+        batch = batch.to(device, non_blocking=True)
+        out = net(batch)
+        losses = loss_fn(out, batch)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        opt.step()
+        step += 1
+        t2 = time.perf_counter()
+        wait_t, busy_t = wait_t + (t1 - t0), busy_t + (t2 - t1)
+        t0 = t2
+        if rank == 0:
+            rec = {"step": step, **{k: float(v) for k, v in losses.items()},
+                   "loader_wait_fraction": wait_t / max(wait_t + busy_t, 1e-9), "step_seconds": t2 - t1}
+            history.append(rec)
+            if bar is not None:
+                bar.set_postfix(loss=f"{rec['total']:.3g}", style=f"{rec['style']:.2e}",
+                                wait=f"{rec['loader_wait_fraction']:.0%}")
+                bar.update(1)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_state(step, final=step == cfg.steps)
+            if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+                _save_sample_grid(run_dir / "samples" / f"step_{step:06d}.png", model, samples)
+    if bar is not None:
+        bar.close()
+    if rank == 0:
+        if step == start:  # nothing left to do: make sure the final checkpoint exists
+            save_state(step, final=True)
+        if history:
+            plot_losses(run_dir / "loss.png", history)
+        log.info("loader wait fraction: %.1f%%", 100 * wait_t / max(wait_t + busy_t, 1e-9))
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return run_dir / f"{cfg.name}.safetensors"
