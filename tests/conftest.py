@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny nets and images so the suite stays fast; shared data is optional (tests skip without it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.checkpoint import save_checkpoint
+from toolkit.config import ArchConfig
+from toolkit.models import TransformerNet
+from toolkit.paths import shared_data
+
+TINY_ARCH = ArchConfig(widths=(4, 8), down_stages=2, res_blocks=1, block="bottleneck", first_kernel=4,
+                       down_kernel=4, last_kernel=3, upsample="conv_bilinear", head="shuffle")
+
+
+def tiny_model(config: ArchConfig = TINY_ARCH, seed: int = 0) -> TransformerNet:
+    """A randomly initialised small net whose instance-norm affine params are perturbed (so they matter)."""
+    torch.manual_seed(seed)
+    model = TransformerNet(config)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.InstanceNorm2d) and m.affine:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    return save_checkpoint(tmp_path / "tiny.safetensors", tiny_model(), {"name": "tiny"})
+
+
+def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth synthetic 'photo' (gradients + blobs + edges), H x W x 3 float32 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 7.0 + yy / 11.0)], axis=2)
+    for _ in range(6):
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, max(4, min(h, w) / 3))
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 1, 3)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(4):
+        Image.fromarray((natural_image(80 + 8 * i, 96, seed=i) * 255).astype(np.uint8)).save(d / f"p{i}.png")
+    return d
+
+
+def require_shared(*parts: str) -> Path:
+    """The shared-data path, or skip with the reason."""
+    p = shared_data(*parts)
+    if p is None:
+        pytest.skip(f"../shared/data/{'/'.join(parts)} is absent (set TOOLKIT_DATA to the shared data folder)")
+    return p
