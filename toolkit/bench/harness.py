@@ -406,13 +406,15 @@ class Bench:
         self._artifacts: dict = {}      # (subject, target, precision, size|None) -> (path | None, reason)
         self._references: dict = {}     # (target, provider, threads, h, w) -> LatencyRow
         self._reference_model = None
+        self._runners: dict = {}        # (artifact | model id, target, provider, threads) -> (Runner | None, reason)
 
     # -- public -----------------------------------------------------------------------------------------------------
     def run(self, subjects) -> list[LatencyRow]:
+        """Rows for every subject x config, then the johnson2016 reference rows they were compared against."""
         rows = []
         for subject in subjects:
             rows += self.run_subject(subject)
-        return rows
+        return rows + [r for r in self._references.values() if r is not None]
 
     def run_subject(self, subject: Subject) -> list[LatencyRow]:
         cfg = self.config
@@ -426,6 +428,15 @@ class Bench:
                         rows += self._run_config(subject, target, precision, provider, threads)
         return rows
 
+    def measure_one(self, subject: Subject, target: str, precision: str, provider: str, threads: int, size: Size,
+                    runs: int | None = None, warmup: int | None = None, reference: bool | None = None) -> LatencyRow:
+        """One row: `subject` at one target/precision/provider/threads/size (exports and runners are cached)."""
+        return self._run_config(subject, target, precision, provider, threads, sizes=(tuple(size),),
+                                reference=reference, runs=runs, warmup=warmup)[0]
+
+    def forget_references(self) -> None:
+        self._references.clear()
+
     def reference_row(self, target: str, provider: str, threads: int, size: Size) -> Optional[LatencyRow]:
         """johnson2016 (random weights, fp32) at the same target/provider/threads/size, timed once per Bench."""
         key = (target, provider, threads) + tuple(size)
@@ -436,7 +447,8 @@ class Bench:
                 self._reference_model = create_model(REFERENCE_ARCH).eval()
             ref = Subject(REFERENCE_ARCH, "arch", model=self._reference_model)
             rows = self._run_config(ref, target, "fp32", provider, threads, sizes=(tuple(size),), reference=False,
-                                    runs=min(self.config.runs, self.config.reference_runs), warmup=1)
+                                    runs=min(self.config.runs, self.config.reference_runs),
+                                    warmup=min(1, self.config.warmup))
             self._references[key] = rows[0] if rows else None
         return self._references[key]
 
@@ -445,7 +457,7 @@ class Bench:
                     warmup=None):
         cfg = self.config
         runs = cfg.runs if runs is None else runs
-        warmup = cfg.warmup if warmup is None else min(warmup, cfg.warmup)
+        warmup = cfg.warmup if warmup is None else warmup
         sizes = sizes or cfg.sizes
         reference = cfg.reference if reference is None else reference
         label = dict(subject=subject.name, target=target, precision=precision, provider=provider, threads=threads)
@@ -454,16 +466,16 @@ class Bench:
             return [unavailable(reason, size=s, **label) for s in sizes]
         rows = []
         dynamic = self._dynamic(subject, target)
-        runners: dict = {}
         for size in sizes:
             path, why, status = self._artifact(subject, target, precision, None if dynamic else size)
             if why:
                 rows.append(unavailable(why, size=size, status=status, **label))
                 continue
-            if path not in runners:
-                runners[path] = load_for_bench(subject.model if target == "torch" else path, target, threads,
-                                               provider)
-            runner, why = runners[path]
+            key = (id(subject.model) if target == "torch" else str(path), target, provider, threads)
+            if key not in self._runners:
+                self._runners[key] = load_for_bench(subject.model if target == "torch" else path, target, threads,
+                                                    provider)
+            runner, why = self._runners[key]
             if runner is None:
                 rows.append(unavailable(why, size=size, **label))
                 continue
@@ -604,15 +616,13 @@ def _bytes(path) -> Optional[int]:
     return size_of(path) if path is not None and Path(path).exists() else None
 
 
-def calibration_images(workdir: Path, count: int = 4) -> Tuple[str, ...]:
-    """Photos for int8 calibration (latency does not depend on them): shared eval photos, else synthetic ones."""
+def calibration_images(workdir: Path, count: int = 8) -> Tuple[str, ...]:
+    """Photos for int8 calibration (latency does not depend on them): () lets the exporter use the shared photos;
+    without shared data, a few smooth synthetic images written into `workdir`."""
     from toolkit.paths import shared_data
 
-    shared = shared_data("content", "eval")
-    if shared is not None:
-        photos = sorted(p for p in shared.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:count]
-        if photos:
-            return tuple(str(p) for p in photos)
+    if shared_data("content", "eval") is not None:
+        return ()
     from PIL import Image
 
     out = Path(workdir) / "calibration"
