@@ -16,11 +16,6 @@ COMMANDS = {  # name users type -> module
     "stylize": "toolkit.commands.stylize",
     "styles": "toolkit.commands.styles",
     "archs": "toolkit.commands.archs",
-    "export": "toolkit.commands.export",
-    "validate": "toolkit.commands.validate",
-    "prune": "toolkit.commands.prune",
-    "qat": "toolkit.commands.qat",
-    "compare": "toolkit.commands.compare",
     "bench": "toolkit.commands.bench",
 }
 
