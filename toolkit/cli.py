@@ -16,6 +16,8 @@ COMMANDS = {  # name users type -> module
     "stylize": "toolkit.commands.stylize",
     "styles": "toolkit.commands.styles",
     "archs": "toolkit.commands.archs",
+    "export": "toolkit.commands.export",
+    "validate": "toolkit.commands.validate",
     "bench": "toolkit.commands.bench",
 }
 

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+HELP = "re-run the parity check on an exported artifact (reads its metadata: style, arch, target, precision)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("artifact", metavar="ARTIFACT", help="an exported .onnx / .mlpackage / .tflite")
+    p.add_argument("--checkpoint", help="compare against this checkpoint instead of the style named in the artifact")
+    p.add_argument("--images-per-size", type=int, default=2, help="photos compared at each size (default: 2)")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from toolkit.config import ArchConfig, from_dict
+    from toolkit.errors import UserError
+    from toolkit.export import read_metadata, target_for_path
+    from toolkit.parity import check_parity, parity_sizes_for
+    from toolkit.zoo import load_style
+
+    path = Path(args.artifact)
+    target = target_for_path(path)
+    meta = read_metadata(path)
+    missing = [k for k in ("style", "arch", "precision") if k not in meta]
+    if missing:
+        raise UserError(f"{path} carries no toolkit metadata ({', '.join(missing)} missing); "
+                        "it was not exported by toolkit: re-export it")
+    ckpt = load_style(None if args.checkpoint else meta["style"], args.checkpoint)
+    arch = from_dict(ArchConfig, json.loads(meta["arch"]))
+    if arch != ckpt.model.config:
+        raise UserError(f"{path} was exported from a different architecture than "
+                        f"{args.checkpoint or meta['style']}; pass the matching --checkpoint")
+    sizes = () if meta.get("sizes", "dynamic") == "dynamic" else \
+        tuple(tuple(int(v) for v in s.split("x")) for s in meta["sizes"].split(","))
+    result = check_parity(ckpt.model, path, target.name, meta["precision"],
+                          parity_sizes_for(sizes, meta["precision"], arch.stride), args.images_per_size)
+    print(f"{path}: parity ok ({target.name} {meta['precision']}, {result['runtime']}, {result['tolerance']})")
+    for size, numbers in result["sizes"].items():
+        psnr = numbers["psnr_db"] if numbers["psnr_db"] is not None else "inf"
+        print(f"  {size}: max_abs {numbers['max_abs']:.3g}, PSNR {psnr} dB")
+    return 0

@@ -1,0 +1,218 @@
+"""The one table of export targets (FORMATS) and the entry points every caller uses.
+
+FORMATS drives CLI choices, help text, "did you mean", the tests and the benchmark loop. `export_artifact` writes one
+artifact atomically, fills its metadata, writes the contract sidecar and proves parity; `load_runner` opens any
+artifact in its own runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from toolkit import __version__
+from toolkit.config import to_dict
+from toolkit.errors import UserError, unknown
+from toolkit.export.base import ExportSpec, Runner, Size, Target
+from toolkit.fsutil import ensure_writable_dir, sha256_of, size_of
+
+CAMERA_SIZES: tuple[Size, ...] = ((480, 640), (640, 480), (256, 256))
+
+FORMATS: dict[str, Target] = {t.name: t for t in (
+    Target(name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), runtimes=("onnxruntime",),
+           extra="onnx", exporter="toolkit.export.onnx", dynamic_sizes=True,
+           description="ONNX opset 18 (torch dynamo exporter), dynamic H/W; runs in onnxruntime"),
+    Target(name="coreml", suffix=".mlpackage",
+           precisions=("fp32", "fp16", "int8", "palettize6", "palettize4", "palettize2", "palettize1"),
+           runtimes=("coreml",), extra="coreml", exporter="toolkit.export.coreml", dynamic_sizes=True,
+           description="CoreML ML Program; MLModel.predict on macOS, reference MIL interpreter on Linux"),
+    Target(name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "int8"), runtimes=("litert",),
+           extra="tflite", exporter="toolkit.export.tflite", dynamic_sizes=False, default_sizes=CAMERA_SIZES,
+           description="TFLite via litert-torch, one file per fixed size, NHWC I/O; runs in ai-edge-litert"),
+)}
+
+RUNTIME_BY_SUFFIX = {t.suffix: t.runtimes[0] for t in FORMATS.values()}
+INPUT_NAME, OUTPUT_NAME = "image", "stylized"
+
+
+def get_target(name: str) -> Target:
+    if name not in FORMATS:
+        raise unknown("export target", name, FORMATS)
+    return FORMATS[name]
+
+
+def target_for_path(path: str | Path) -> Target:
+    suffix = Path(path).suffix
+    for target in FORMATS.values():
+        if target.suffix == suffix:
+            return target
+    raise UserError(f"{path} is not an exported artifact; expected one of "
+                    f"{', '.join(t.suffix for t in FORMATS.values())}")
+
+
+def all_precisions() -> list[str]:
+    return sorted({p for t in FORMATS.values() for p in t.precisions})
+
+
+def check_precision(target: Target, precision: str) -> None:
+    if precision not in all_precisions():
+        raise unknown("precision", precision, all_precisions())
+    if precision not in target.precisions:
+        raise UserError(f"target {target.name} cannot export precision {precision}; "
+                        f"it supports {', '.join(target.precisions)}")
+
+
+def check_sizes(sizes: Iterable[Size], stride: int) -> None:
+    for h, w in sizes:
+        if h < stride or w < stride or h % stride or w % stride:
+            raise UserError(f"size {h}x{w} is not a positive multiple of the net's stride {stride}; "
+                            f"try {max(stride, round(h / stride) * stride)}x{max(stride, round(w / stride) * stride)}")
+
+
+def parse_size(text: str) -> Size:
+    """'480x640' -> (480, 640)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"size '{text}' is not HxW (e.g. 480x640)") from None
+    return h, w
+
+
+def artifact_path(out_dir: str | Path, style: str, target: str, precision: str, size: Size | None = None) -> Path:
+    """exported/<style>/<style>[.<precision>][.<HxW>].<suffix>; fp32 has no precision part."""
+    parts = [style] + ([precision] if precision != "fp32" else []) + ([f"{size[0]}x{size[1]}"] if size else [])
+    return Path(out_dir) / style / (".".join(parts) + get_target(target).suffix)
+
+
+def artifact_metadata(model, spec: ExportSpec) -> dict[str, str]:
+    """What every artifact says about itself (string values: ONNX metadata_props and CoreML user metadata)."""
+    target = get_target(spec.target)
+    meta = {
+        "style": spec.style,
+        "arch": json.dumps(to_dict(model.config), sort_keys=True),
+        "target": spec.target,
+        "precision": spec.precision,
+        "input_layout": "NHWC" if spec.target == "tflite" else "NCHW",
+        "input_range": "[0,1] float32 RGB",
+        "output_range": "[0,1] float32 RGB",
+        "sizes": "dynamic" if not spec.sizes else ",".join(f"{h}x{w}" for h, w in spec.sizes),
+        "stride": str(model.config.stride),
+        "toolkit_version": __version__,
+        "exporter": target.exporter,
+    }
+    meta.update({k: str(v) for k, v in spec.metadata.items()})
+    return meta
+
+
+def _exporter(target: Target):
+    try:
+        return importlib.import_module(target.exporter)
+    except ModuleNotFoundError as exc:
+        if exc.name == target.exporter:
+            raise UserError(f"the {target.name} exporter ({target.exporter}) is not available in this build") from exc
+        raise UserError(f"{exc.name} is not installed; install it with: pip install 'toolkit[{target.extra}]'") \
+            from exc
+
+
+@contextlib.contextmanager
+def staged_artifact(dest: Path) -> Iterator[Path]:
+    """Yield `<staging dir>/<dest.name>` beside `dest` (exporters see the real name and suffix); rename it over
+    `dest` on success, delete the staging dir on failure. Works for files and for package dirs (.mlpackage)."""
+    ensure_writable_dir(dest.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        tmp = staging / dest.name
+        yield tmp
+        if not tmp.exists():
+            raise UserError(f"the exporter wrote nothing for {dest}")
+        if tmp.is_dir():
+            old = staging / ".old"
+            if dest.exists():
+                dest.rename(old)
+            tmp.rename(dest)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_artifact(model, spec: ExportSpec, dest: str | Path, check: bool = True,
+                    parity_sizes: tuple[Size, ...] | None = None) -> dict:
+    """Write one artifact atomically (+ its contract sidecar), prove parity when `check`, return its record.
+
+    A parity miss raises ParityError and leaves nothing at `dest`.
+    """
+    target = get_target(spec.target)
+    check_precision(target, spec.precision)
+    check_sizes(spec.sizes, model.config.stride)
+    if not target.dynamic_sizes and len(spec.sizes) != 1:
+        raise UserError(f"target {target.name} needs exactly one fixed size per file, got {len(spec.sizes)}")
+    dest = Path(dest)
+    if dest.suffix != target.suffix:
+        raise UserError(f"{dest} must end in {target.suffix} for target {target.name}")
+    model = model.eval()
+    spec = dataclasses.replace(spec, metadata=artifact_metadata(model, spec))
+    exporter = _exporter(target)
+    parity = None
+    with staged_artifact(dest) as tmp:
+        exporter.export(model, spec, tmp)
+        if check:
+            from toolkit.parity import check_parity, parity_sizes_for
+
+            sizes = parity_sizes or parity_sizes_for(spec.sizes, spec.precision, model.config.stride)
+            parity = check_parity(model, tmp, spec.target, spec.precision, sizes)
+    record = {
+        "file": str(dest),
+        "target": spec.target,
+        "precision": spec.precision,
+        "sizes": [list(s) for s in spec.sizes] or "dynamic",
+        "bytes": size_of(dest),
+        "sha256": sha256_of(dest),
+        "parity": parity,
+        "style": spec.style,
+        "toolkit_version": __version__,
+    }
+    _write_contract(record, spec)
+    return record
+
+
+def _write_contract(record: dict, spec: ExportSpec) -> None:
+    try:
+        contract = importlib.import_module("toolkit.export.contract")
+    except ModuleNotFoundError as exc:
+        if exc.name != "toolkit.export.contract":
+            raise
+        return  # the contract sidecar module has not landed yet
+    contract.write_contract(record, spec)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata an artifact carries (style, arch JSON, precision, ...); a corrupt artifact is a UserError."""
+    path = Path(path)
+    target = target_for_path(path)
+    if not path.exists():
+        raise UserError(f"artifact {path} does not exist")
+    module = _exporter(target)
+    reader = getattr(module, "read_metadata", None)
+    if reader is None:
+        raise UserError(f"the {target.name} exporter cannot read artifact metadata yet")
+    return reader(path)
+
+
+def load_runner(path: str | Path, threads: int = 1, provider: str = "cpu") -> Runner:
+    """Open an artifact in the runtime its suffix names; NCHW float32 [0,1] in and out."""
+    from toolkit.runtime import load_runner as _load
+
+    return _load(path, threads=threads, provider=provider)
+
+
+__all__ = ["CAMERA_SIZES", "FORMATS", "ExportSpec", "Runner", "Target", "all_precisions", "artifact_metadata",
+           "artifact_path", "check_precision", "check_sizes", "export_artifact", "get_target", "load_runner",
+           "parse_size", "read_metadata", "target_for_path"]

@@ -1,0 +1,130 @@
+"""ONNX export: torch dynamo exporter, opset 18, one self-contained file, dynamic H/W or one fixed size.
+
+fp16 converts weights and compute with onnxconverter-common but keeps float32 I/O; int8 is onnxruntime static
+per-channel quantisation calibrated on real photos (toolkit/export/calibration.py). Exports are byte-reproducible:
+the same weights give the same sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from toolkit.errors import UserError, require
+from toolkit.export.base import ExportSpec
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+# QDQ s8/s8 vs QOperator u8/s8: measured by benchmarks/int8_onnx_format.py (nano, 480x640, 1 thread).
+INT8_FORMAT = "qdq"
+
+
+def export(model, spec: ExportSpec, dest: Path) -> None:
+    onnx = require("onnx", "onnx")
+    require("onnxscript", "onnx")
+    model_proto = _export_float(model, spec)
+    if spec.precision == "fp16":
+        model_proto = _to_fp16(model_proto)
+    elif spec.precision == "int8":
+        model_proto = _to_int8(model_proto, model, spec)
+    del model_proto.metadata_props[:]
+    for key, value in sorted(spec.metadata.items()):
+        model_proto.metadata_props.add(key=key, value=str(value))
+    model_proto.producer_name = "toolkit"
+    onnx.checker.check_model(model_proto)
+    onnx.save_model(model_proto, str(dest))
+
+
+def _export_float(model, spec: ExportSpec):
+    h, w = spec.sizes[0] if spec.sizes else (4 * model.config.stride, 4 * model.config.stride)
+    example = (torch.rand(1, 3, h, w),)
+    dynamic_shapes = None
+    if not spec.sizes:
+        stride = model.config.stride
+        # Multiples of the stride only: the net's down/up path needs it, and the exported graph says so.
+        dynamic_shapes = ({2: stride * torch.export.Dim("height_blocks", min=1, max=4096 // stride),
+                           3: stride * torch.export.Dim("width_blocks", min=1, max=4096 // stride)},)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, example, dynamo=True, opset_version=OPSET, external_data=False,
+                                    input_names=["image"], output_names=["stylized"],
+                                    dynamic_shapes=dynamic_shapes, verbose=False)
+    program.optimize()
+    return _simplify(program.model_proto)
+
+
+def _simplify(model_proto):
+    """onnxsim when installed and it removes nodes; the dynamo graph is usually already minimal."""
+    try:
+        import onnxsim
+    except ImportError:
+        return model_proto
+    try:
+        simplified, ok = onnxsim.simplify(model_proto)
+    except Exception as exc:  # onnxsim is optional: an internal failure must not block the export
+        log.info("onnxsim failed (%s); keeping the exporter's graph", exc)
+        return model_proto
+    if ok and len(simplified.graph.node) < len(model_proto.graph.node):
+        return simplified
+    return model_proto
+
+
+def _to_fp16(model_proto):
+    require("onnxconverter_common", "onnx")
+    from onnxconverter_common import float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float16.convert_float_to_float16(model_proto, keep_io_types=True)
+
+
+def _to_int8(model_proto, model, spec: ExportSpec):
+    """Static per-channel int8 (never dynamic: ConvInteger is ~9x slower here); InstanceNorm stays float."""
+    import onnx
+
+    require("onnxruntime", "onnx")
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from toolkit.export.calibration import calibration_images
+
+    stride = model.config.stride
+    images = calibration_images(spec.calibration, spec.sizes[0] if spec.sizes else (256, 256), stride)
+    qdq = INT8_FORMAT == "qdq"
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, out = Path(tmp, "float.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
+        onnx.save_model(model_proto, str(src))
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out), _Reader(images), quant_format=QuantFormat.QDQ if qdq else
+                        QuantFormat.QOperator, per_channel=True, activation_type=QuantType.QInt8 if qdq else
+                        QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        op_types_to_quantize=["Conv", "Add", "Relu", "Resize", "DepthToSpace", "Pad"],
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        return onnx.load_model(str(out))
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over NCHW float32 arrays."""
+
+    def __init__(self, images):
+        self._it = iter(images)
+
+    def get_next(self):
+        x = next(self._it, None)
+        return None if x is None else {"image": x}
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    onnx = require("onnx", "onnx")
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeError or others on a damaged file
+        raise UserError(f"artifact {path} is not a valid ONNX model ({type(exc).__name__}); re-export it") from exc
+    if not proto.graph.node:
+        raise UserError(f"artifact {path} is not a valid ONNX model (empty graph); re-export it")
+    return {p.key: p.value for p in proto.metadata_props}
