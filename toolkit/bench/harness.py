@@ -420,6 +420,10 @@ class Bench:
         cfg = self.config
         targets = (subject.target,) if subject.kind == "artifact" else cfg.targets
         precisions = (self._artifact_precision(subject),) if subject.kind == "artifact" else cfg.precisions
+        if subject.model is not None:
+            from toolkit.export import check_sizes
+
+            check_sizes(cfg.sizes, subject.model.config.stride)
         rows = []
         for target in targets:
             for precision in precisions:
