@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_model
+from conftest import tiny_model
 from toolkit.errors import UserError
 from toolkit.export.base import ExportSpec
 from toolkit.export.contract import (CONTRACT_SUFFIX, check_contract, contract_from_artifact, contract_path,
