@@ -117,6 +117,41 @@ def _dist_setup() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+def style_loss(cfg: TrainConfig, device: torch.device | str = "cpu"):
+    """The perceptual loss of `cfg` against its style image."""
+    if not Path(cfg.style_image).is_file():
+        raise UserError(f"style image {cfg.style_image} does not exist; pass --style-image PATH")
+    style = resize_long_side(load_rgb(cfg.style_image), cfg.style_size)
+    return build_loss(cfg.loss, to_tensor(style), seed=cfg.seed).to(device)
+
+
+def content_loader(cfg: TrainConfig, files: list[Path], start: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+    """Batches of random content crops for steps start..cfg.steps (deterministic in seed and step)."""
+    return DataLoader(ContentCrops(files, cfg.size, cfg.seed),
+                      batch_sampler=StepBatches(start, cfg.steps, cfg.batch, rank, world),
+                      num_workers=cfg.workers, persistent_workers=False,
+                      prefetch_factor=4 if cfg.workers else None)
+
+
+def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dict]:
+    """`cfg.steps` Adam steps on `model` in place with the training loss and data (no run directory, no DDP).
+
+    What compression (prune, QAT) uses to recover quality; returns the per-step losses.
+    """
+    loss_fn = loss_fn if loss_fn is not None else style_loss(cfg)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    history = []
+    model.train()
+    for batch in content_loader(cfg, list_images(cfg.content_dir)):
+        losses = loss_fn(model(batch), batch)
+        opt.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        opt.step()
+        history.append({"step": len(history) + 1, **{k: float(v.detach()) for k, v in losses.items()}})
+    model.eval()
+    return history
+
+
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train one style; returns the final checkpoint path. Safe to kill at any time and `resume`."""
@@ -146,13 +181,9 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         start, history = ckpt.meta["step"], ckpt.meta.get("history", [])
         log.info("resuming %s at step %d", run_dir, start)
 
-    style = resize_long_side(load_rgb(cfg.style_image), cfg.style_size)
-    loss_fn = build_loss(cfg.loss, to_tensor(style), seed=cfg.seed).to(device)
+    loss_fn = style_loss(cfg, device)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    loader = DataLoader(ContentCrops(files, cfg.size, cfg.seed),
-                        batch_sampler=StepBatches(start, cfg.steps, cfg.batch, rank, world),
-                        num_workers=cfg.workers, persistent_workers=False,
-                        prefetch_factor=4 if cfg.workers else None)
+    loader = content_loader(cfg, files, start, rank, world)
     samples = _sample_images(cfg, files) if rank == 0 else None
 
     def save_state(step: int, final: bool = False) -> None:

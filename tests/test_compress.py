@@ -1,0 +1,209 @@
+"""Compression: structured pruning, QAT, quality accounting, and their bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_ARCH, natural_image, tiny_model
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.cli import main
+from toolkit.compress.prune import prune_model, pruned_arch
+from toolkit.compress.qat import bake_weights, distinct_levels, fake_quant, quantize_weight
+from toolkit.compress.quality import psnr
+from toolkit.config import ArchConfig, TrainConfig
+from toolkit.errors import UserError
+from toolkit.models import TransformerNet, count_params, create_model
+
+RESIDUAL_ARCH = ArchConfig(widths=(4, 8, 8), down_stages=2, res_blocks=2, block="residual", first_kernel=3,
+                           last_kernel=3)
+
+
+@pytest.fixture
+def style_image(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "style.png"
+    Image.fromarray((natural_image(48, 48, seed=7)[:, ::-1] * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def trained_checkpoint(tmp_path: Path, image_dir: Path, style_image: Path) -> Path:
+    """A tiny checkpoint that records its (tiny) training recipe, as `toolkit train` writes it."""
+    cfg = TrainConfig(name="tiny", style_image=str(style_image), content_dir=str(image_dir), size=32, batch=2, style_size=48,
+                      workers=0)
+    cfg = TrainConfig.from_dict(dict(cfg.to_dict(), loss=dict(cfg.loss.__dict__, loss_net="random")))
+    return save_checkpoint(tmp_path / "tiny.safetensors", tiny_model(), {"name": "tiny",
+                                                                          "train_config": cfg.to_dict()})
+
+
+@pytest.mark.parametrize("arch", [TINY_ARCH, RESIDUAL_ARCH, TINY_ARCH.__class__(**{**TINY_ARCH.__dict__,
+                                                                                    "block": "dwsep"})])
+def test_pruned_model_keeps_output_shape_and_halves_widths(arch):
+    model = tiny_model(arch)
+    pruned = prune_model(model, 0.5)
+    assert pruned.config.widths == tuple(max(1, round(w / 2)) for w in arch.widths)
+    assert count_params(pruned) < 0.45 * count_params(model)
+    x = torch.rand(1, 3, 32, 48)
+    assert pruned(x).shape == model(x).shape == (1, 3, 32, 48)
+
+
+def test_pruning_keeps_surviving_channels_and_drops_the_weakest():
+    model = tiny_model(RESIDUAL_ARCH)
+    stem = model.stem[0][-1]
+    with torch.no_grad():
+        stem.weight[:2] *= 1e-3  # the two weakest stem channels by L1
+    pruned = prune_model(model, 0.5)
+    kept = pruned.stem[0][-1].weight
+    originals = stem.weight.reshape(stem.out_channels, -1)
+    matches = [int(torch.argmin((originals - row.reshape(1, -1)).abs().sum(1))) for row in kept]
+    assert sorted(matches) == [2, 3]
+    for i, j in enumerate(matches):  # the coupled instance-norm affine params travel with their channel
+        assert torch.equal(kept[i], stem.weight[j])
+        assert pruned.stem[1].weight[i] == model.stem[1].weight[j]
+
+
+def test_pruned_checkpoint_reloads_without_torch_pruning(tmp_path: Path):
+    path = save_checkpoint(tmp_path / "p.safetensors", prune_model(tiny_model(), 0.5), {"name": "p"})
+    code = ("import sys; from toolkit.checkpoint import load_checkpoint; import torch; "
+            f"m = load_checkpoint({str(path)!r}).model; y = m(torch.rand(1, 3, 32, 32)); "
+            "assert 'torch_pruning' not in sys.modules, 'torch_pruning imported'; print(tuple(y.shape))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(1, 3, 32, 32)"
+
+
+@pytest.mark.slow
+def test_prune_cli_finetunes_and_writes_a_plain_checkpoint(trained_checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "pruned.safetensors"
+    assert main(["prune", "--checkpoint", str(trained_checkpoint), "--sparsity", "0.5", "--finetune-steps", "2",
+                 "--importance", "taylor", "-o", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert ckpt.arch.widths == (2, 4)
+    record = ckpt.meta["compression"][-1]
+    assert record["finetune_steps"] == 2 and math.isfinite(record["final_losses"]["total"])
+    assert record["params_after"] < record["params_before"]
+    before = load_checkpoint(trained_checkpoint).model  # fine-tune changed weights from the pruned start
+    assert ckpt.model(torch.rand(1, 3, 32, 32)).shape == before(torch.rand(1, 3, 32, 32)).shape
+
+
+@pytest.mark.slow
+def test_prune_then_qat_cli_runs(trained_checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "pq.safetensors"
+    assert main(["prune", "--checkpoint", str(trained_checkpoint), "--sparsity", "0.25", "--finetune-steps", "2",
+                 "--qat-bits", "4", "-o", str(out)]) == 0
+    assert distinct_levels(load_checkpoint(out).model) <= 15
+
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_weight_quantization_has_at_most_2_pow_bits_levels(bits):
+    model = bake_weights(tiny_model(), bits)
+    assert distinct_levels(model) <= 2 ** bits - 1
+    if bits < 8:  # the float model really had more (tiny channels hold fewer than 255 weights)
+        assert distinct_levels(tiny_model()) > 2 ** bits - 1
+
+
+def test_fake_quant_passes_gradients_straight_through():
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    quantize_weight(w, 2).sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))
+
+
+@pytest.mark.slow
+def test_qat_cli_trains_and_bakes_weights(trained_checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "q2.safetensors"
+    assert main(["qat", "--checkpoint", str(trained_checkpoint), "--bits", "2", "--finetune-steps", "2",
+                 "-o", str(out)]) == 0
+    ckpt = load_checkpoint(out)
+    assert distinct_levels(ckpt.model) <= 3
+    assert ckpt.meta["compression"][-1]["method"] == "qat"
+    assert not any("parametrizations" in k for k in ckpt.model.state_dict())
+
+
+def test_fake_quant_context_restores_a_plain_model():
+    model = tiny_model()
+    with fake_quant(model, 8):
+        y = model(torch.rand(1, 3, 32, 32))
+    assert y.shape == (1, 3, 32, 32)
+    TransformerNet(model.config).load_state_dict(model.state_dict(), strict=True)
+
+
+def test_psnr_is_computed():
+    a = natural_image(32, 32)
+    assert psnr(a, a) == math.inf
+    noisy = np.clip(a + np.random.default_rng(0).normal(0, 0.01, a.shape), 0, 1)
+    noisier = np.clip(a + np.random.default_rng(0).normal(0, 0.05, a.shape), 0, 1)
+    assert 30 < psnr(a, noisy) < 45 and psnr(a, noisier) < psnr(a, noisy) - 10
+
+
+@pytest.mark.slow
+def test_compare_reports_computed_numbers(trained_checkpoint: Path, tmp_path: Path, image_dir: Path):
+    perturbed = load_checkpoint(trained_checkpoint).model
+    with torch.no_grad():
+        for p in perturbed.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    other = save_checkpoint(tmp_path / "perturbed.safetensors", perturbed, {"name": "perturbed"})
+    pruned = save_checkpoint(tmp_path / "pruned.safetensors", prune_model(load_checkpoint(trained_checkpoint).model,
+                                                                          0.5), {"name": "pruned"})
+    out = tmp_path / "report"
+    assert main(["compare", str(trained_checkpoint), str(other), str(pruned), "--images", str(image_dir),
+                 "--size", "64", "-o", str(out)]) == 0
+    data = json.loads((out / "compare.json").read_text())
+    rows = {r["name"]: r for r in data["rows"]}
+    assert rows["tiny"]["psnr_db"] is None and rows["tiny"]["style_change_pct"] == 0.0  # itself: infinite PSNR
+    assert 5 < rows["perturbed"]["psnr_db"] < 60
+    assert rows["pruned"]["params"] < rows["tiny"]["params"] and rows["pruned"]["macs"] < rows["tiny"]["macs"]
+    assert rows["tiny"]["bytes"] == trained_checkpoint.stat().st_size
+    assert "| perturbed |" in (out / "compare.md").read_text()
+    from PIL import Image
+
+    with Image.open(out / "compare.png") as im:
+        assert im.width > 3 * 48
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["prune", "--sparsity", "1.0"], "between 0 and 1"),
+    (["prune", "--sparsity", "0"], "between 0 and 1"),
+    (["prune", "--sparsity", "0.5", "--qat-bits", "4"], "--finetune-steps"),
+    (["qat", "--bits", "3"], "--bits 3 is not supported"),
+])
+def test_bad_compression_arguments_exit_2(argv, message, trained_checkpoint: Path, tmp_path: Path, capsys):
+    argv = argv[:1] + ["--checkpoint", str(trained_checkpoint), "-o", str(tmp_path / "x.safetensors")] + argv[1:]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("x*")) and not list(tmp_path.glob(".x*"))
+
+
+def test_too_few_calibration_images_is_a_user_error(trained_checkpoint: Path, tmp_path: Path, capsys):
+    few = tmp_path / "few"
+    few.mkdir()
+    from PIL import Image
+
+    Image.fromarray((natural_image(32, 32) * 255).astype(np.uint8)).save(few / "a.png")
+    code = main(["prune", "--checkpoint", str(trained_checkpoint), "--sparsity", "0.5", "--finetune-steps", "1",
+                 "--content-dir", str(few), "-o", str(tmp_path / "y.safetensors")])
+    assert code == 2 and "at least 4" in capsys.readouterr().err
+    assert not (tmp_path / "y.safetensors").exists()
+
+
+def test_checkpoint_from_another_arch_is_a_user_error(tmp_path: Path, capsys):
+    path = save_checkpoint(tmp_path / "a.safetensors", tiny_model(), {"name": "a"})
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["arch"]["widths"] = [6, 8]  # weights no longer match the recorded arch
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert main(["prune", "--checkpoint", str(path), "--sparsity", "0.5", "-o", str(tmp_path / "b")]) == 2
+    assert "another arch" in capsys.readouterr().err
+    assert not (tmp_path / "b.safetensors").exists()
+
+
+def test_pixelshuffle_upsampling_is_refused():
+    with pytest.raises(UserError, match="pixelshuffle"):
+        pruned_arch(create_model("nano", upsample="pixelshuffle").config, 0.5)

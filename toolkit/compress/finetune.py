@@ -1,0 +1,87 @@
+"""What prune and QAT share: the fine-tune recipe (the checkpoint's own training loss and data, with overrides),
+the calibration-image check, and writing the compressed checkpoint with its provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from toolkit.checkpoint import Checkpoint, save_checkpoint
+from toolkit.config import TrainConfig
+from toolkit.data.images import list_images
+from toolkit.errors import UserError
+from toolkit.fsutil import sha256_of
+from toolkit.models.transformer_net import count_params
+
+MIN_IMAGES = 4  # fewer photos than one batch of crops gives Taylor scores / fine-tunes that fit a couple of images
+
+
+def add_finetune_arguments(p) -> None:
+    p.add_argument("--finetune-steps", type=int, default=0, help="fine-tune steps after compressing (default 0)")
+    p.add_argument("--style-image", help="style image (default: the one the checkpoint was trained on)")
+    p.add_argument("--content-dir", help="content photos (default: the checkpoint's training photos)")
+    p.add_argument("--size", type=int, default=None, help="fine-tune crop side (default: the training one)")
+    p.add_argument("--batch", type=int, default=None, help="fine-tune batch (default: the training one)")
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tune learning rate (default 1e-4)")
+    p.add_argument("--loss-net", choices=["vgg19", "vgg16", "random"], help="loss network (default: the training one)")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("-o", "--out", help="output checkpoint (.safetensors)")
+
+
+def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
+    """The checkpoint's training config with the command line's overrides; checks the inputs exist."""
+    base = TrainConfig.from_dict(ckpt.meta["train_config"]) if "train_config" in ckpt.meta else TrainConfig()
+    loss = base.loss if args.loss_net is None else dataclasses.replace(base.loss, loss_net=args.loss_net)
+    cfg = dataclasses.replace(
+        base, name=ckpt.name, style_image=args.style_image or base.style_image,
+        content_dir=args.content_dir or base.content_dir, steps=steps, size=args.size or base.size,
+        batch=args.batch or base.batch, lr=args.lr, workers=args.workers, loss=loss)
+    if steps < 0:
+        raise UserError(f"--finetune-steps {steps} must be >= 0")
+    if cfg.size % ckpt.arch.stride or cfg.size < 16:
+        raise UserError(f"--size {cfg.size} must be a multiple of {ckpt.arch.stride} and >= 16")
+    if not cfg.style_image or not Path(cfg.style_image).is_file():
+        raise UserError(f"style image '{cfg.style_image}' does not exist; pass --style-image PATH")
+    if not cfg.content_dir:
+        raise UserError("no content photos known for this checkpoint; pass --content-dir DIR")
+    check_images(cfg.content_dir)
+    return cfg
+
+
+def check_images(folder: str | Path, need: int = MIN_IMAGES) -> list[Path]:
+    files = list_images(folder)
+    if len(files) < need:
+        raise UserError(f"{folder} has {len(files)} image(s); fine-tuning and Taylor importance need at least {need} "
+                        "calibration photos")
+    return files
+
+
+def default_output(checkpoint: str | Path, tag: str) -> Path:
+    path = Path(checkpoint)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return stem.with_name(f"{stem.name}.{tag}.safetensors")
+
+
+def check_output(out: str | Path, checkpoint: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix not in (".safetensors", ""):
+        raise UserError(f"-o {out} must end in .safetensors (a checkpoint is written)")
+    out = out.with_suffix(".safetensors")
+    if out.resolve() == Path(checkpoint).with_suffix(".safetensors").resolve():
+        raise UserError(f"-o {out} would overwrite the input checkpoint; choose another path")
+    return out
+
+
+def save_compressed(out: Path, model, source: Checkpoint, source_path: str | Path, compression: dict,
+                    train_cfg: TrainConfig | None) -> Path:
+    """A plain checkpoint (loads without torch-pruning) recording where it came from and what was done."""
+    meta = {k: v for k, v in source.meta.items() if k not in ("format", "arch", "toolkit_version", "history")}
+    meta["name"] = source.name
+    if train_cfg is not None:
+        meta["train_config"] = train_cfg.to_dict()
+    history = list(source.meta.get("compression", []))
+    compression = dict(compression, source=str(source_path),
+                       source_sha256=sha256_of(Path(source_path).with_suffix(".safetensors")),
+                       params_before=count_params(source.model), params_after=count_params(model))
+    meta["compression"] = history + [compression]
+    return save_checkpoint(out, model, meta)
