@@ -18,6 +18,9 @@ COMMANDS = {  # name users type -> module
     "archs": "toolkit.commands.archs",
     "export": "toolkit.commands.export",
     "validate": "toolkit.commands.validate",
+    "prune": "toolkit.commands.prune",
+    "qat": "toolkit.commands.qat",
+    "compare": "toolkit.commands.compare",
     "bench": "toolkit.commands.bench",
 }
 
