@@ -1,0 +1,204 @@
+"""CoreML export: trace -> ML Program (.mlpackage) with an RGB image input and a [0,1] NCHW tensor output.
+
+Precisions: fp32 / fp16 (compute precision), int8 (per-channel linear weight quantization) and k-means weight
+palettization at 6, 4, 2 and 1 bits (coremltools.optimize.coreml; the 1- and 2-bit ones are Art'Em-style low-bit).
+Compressed precisions compute in FLOAT16, as phones run them. Everything targets iOS 16 / macOS 13, the first
+release with fp16 I/O and the constexpr weight-decompression ops.
+
+fp16 safety: instance norm is scale invariant, so before tracing an fp16 export the conv feeding each instance norm is
+rescaled by a power of two (exact in floating point) and its epsilon by the square, keeping the pre-norm activations
+(and their squares, which the variance needs) inside fp16 range at the sizes being exported. See `fp16_safe_copy`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.config import to_dict
+from toolkit.errors import UserError, did_you_mean, require
+from toolkit.export.base import ExportSpec, Size
+
+PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "int8", "palettize6", "palettize4", "palettize2", "palettize1")
+INPUT_NAME = "image"
+OUTPUT_NAME = "stylized"
+# Exported when no --size is given: portrait/landscape camera frames and square crops.
+CAMERA_SIZES: Tuple[Size, ...] = ((480, 640), (640, 480), (720, 1280), (1280, 720), (256, 256), (512, 512))
+# Pre-norm activations are scaled down until |x| stays below this: its square (the variance's summand) is then
+# 2**14, far under fp16's 65504, with headroom for the mean of squares and the image-to-image spread.
+FP16_SAFE_ACTIVATION = 128.0
+EXTRA = "coreml"
+
+
+def export(model, spec: ExportSpec, dest: Path) -> None:
+    """Write an ML Program package at `dest` (a directory; only its contents are written)."""
+    ct = require("coremltools", EXTRA)
+    precision = check_precision(spec.precision)
+    stride = model.config.stride
+    sizes = check_sizes(spec.sizes, stride) if spec.sizes else tuple(s for s in CAMERA_SIZES
+                                                                      if s[0] % stride == 0 and s[1] % stride == 0)
+    model = copy.deepcopy(model).eval().float()
+    if precision != "fp32":
+        model = fp16_safe_copy(model, sizes)
+    example = torch.rand(1, 3, *sizes[0])
+    with torch.no_grad():
+        traced = torch.jit.trace(model, example)
+    mlmodel = ct.convert(
+        traced,
+        inputs=[ct.ImageType(name=INPUT_NAME, shape=input_shape(ct, sizes), scale=1 / 255.0,
+                             color_layout=ct.colorlayout.RGB)],
+        outputs=[ct.TensorType(name=OUTPUT_NAME)],
+        convert_to="mlprogram",
+        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+        minimum_deployment_target=ct.target.iOS16,
+    )
+    mlmodel = compress(mlmodel, precision)
+    describe(mlmodel, model, spec, precision, sizes if spec.sizes else ())
+    with tempfile.TemporaryDirectory(prefix="toolkit-coreml-") as tmp:
+        saved = Path(tmp) / "model.mlpackage"  # coremltools insists on the suffix; the caller names `dest`
+        mlmodel.save(str(saved))
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        shutil.copytree(saved, dest, dirs_exist_ok=True)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UserError(f"coreml cannot export precision '{precision}'{did_you_mean(precision, PRECISIONS)}")
+    return precision
+
+
+def check_sizes(sizes: Sequence[Size], stride: int) -> Tuple[Size, ...]:
+    for h, w in sizes:
+        if h <= 0 or w <= 0 or h % stride or w % stride:
+            raise UserError(f"size {h}x{w} is not a positive multiple of the net's stride {stride}; "
+                            f"use e.g. {max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
+    return tuple((int(h), int(w)) for h, w in dict.fromkeys(sizes))
+
+
+def input_shape(ct, sizes: Tuple[Size, ...]):
+    shapes = [(1, 3, h, w) for h, w in sizes]
+    return shapes[0] if len(shapes) == 1 else ct.EnumeratedShapes(shapes=shapes, default=shapes[0])
+
+
+def compress(mlmodel, precision: str):
+    """Weight compression of the converted program; every conv weight is compressed, however small the net."""
+    if precision in ("fp32", "fp16"):
+        return mlmodel
+    cto = require("coremltools.optimize.coreml", EXTRA)
+    if precision == "int8":
+        op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                                weight_threshold=1)
+        config = cto.OptimizationConfig(op_type_configs={"conv": op_config, "conv_transpose": op_config})
+        return cto.linear_quantize_weights(mlmodel, config)
+    nbits = int(precision.removeprefix("palettize"))
+    if nbits in (1, 2):
+        require("sklearn", EXTRA)  # k-means; coremltools fails late and vaguely without it
+    op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_tensor", weight_threshold=1)
+    config = cto.OptimizationConfig(op_type_configs={"conv": op_config, "conv_transpose": op_config})
+    return cto.palettize_weights(mlmodel, config)
+
+
+def describe(mlmodel, model, spec: ExportSpec, precision: str, sizes: Tuple[Size, ...]) -> None:
+    """Author/description/license/version plus user metadata that makes the artifact describe itself."""
+    from toolkit import __version__
+
+    mlmodel.author = str(spec.metadata.get("author", "toolkit"))
+    mlmodel.short_description = str(spec.metadata.get(
+        "description", f"Style transfer '{spec.style}': RGB image in, stylised RGB out (NCHW float32 in [0, 1])."))
+    mlmodel.license = str(spec.metadata.get("license", "see the style's license"))
+    mlmodel.version = str(spec.metadata.get("version", __version__))
+    meta = {key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+            for key, value in spec.metadata.items()}
+    meta.update({
+        "style": spec.style,
+        "arch": json.dumps(to_dict(model.config), sort_keys=True),
+        "toolkit_version": __version__,
+        "precision": precision,
+        "sizes": json.dumps([list(s) for s in sizes]),  # [] = the camera sizes enumerated in the spec
+        "input_layout": f"{INPUT_NAME}: RGB image, 0..255, scaled by 1/255 inside the model",
+        "output_layout": f"{OUTPUT_NAME}: NCHW float in [0, 1]",
+        "stride": str(model.config.stride),
+    })
+    mlmodel.user_defined_metadata.update(meta)
+    mlmodel.input_description[INPUT_NAME] = "RGB image; sides must be multiples of the net's stride"
+    mlmodel.output_description[OUTPUT_NAME] = "stylised image, NCHW float in [0, 1]"
+
+
+# ---------------------------------------------------------------------------------------------------- fp16 safety
+def fp16_safe_copy(model: nn.Module, sizes: Sequence[Size], limit: float = FP16_SAFE_ACTIVATION) -> nn.Module:
+    """A copy whose pre-instance-norm convs are scaled so their outputs stay below `limit` in magnitude.
+
+    IN(s * y) with epsilon s^2 * eps equals IN(y) with eps exactly, and s is a power of two, so scaling the conv's
+    weight and bias is exact too. The activation range is measured on a synthetic photo at the largest export size
+    (activations grow with the input's contrast, not much with its size) with a 4x margin.
+    """
+    model = copy.deepcopy(model)
+    pairs = conv_norm_pairs(model)
+    if not pairs:
+        return model
+    peaks = {id(conv): 0.0 for conv, _ in pairs}
+    hooks = [conv.register_forward_hook(
+        lambda mod, _inp, out: peaks.__setitem__(id(mod), max(peaks[id(mod)], float(out.abs().max()))))
+        for conv, _ in pairs]
+    h, w = max(sizes, key=lambda s: s[0] * s[1])
+    with torch.no_grad():
+        for probe in probe_images(h, w):
+            model(probe)
+    for hook in hooks:
+        hook.remove()
+    with torch.no_grad():
+        for conv, norm in pairs:
+            peak = 4.0 * peaks[id(conv)]
+            if peak <= limit:
+                continue
+            scale = 2.0 ** -math.ceil(math.log2(peak / limit))
+            conv.weight.mul_(scale)
+            if conv.bias is not None:
+                conv.bias.mul_(scale)
+            norm.eps = norm.eps * scale * scale
+    return model
+
+
+def conv_norm_pairs(model: nn.Module):
+    """(conv, instance norm) pairs where only scale-commuting layers (resizes) sit between them in one Sequential."""
+    pairs = []
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        children = list(seq.children())
+        for i, norm in enumerate(children):
+            if not isinstance(norm, nn.InstanceNorm2d):
+                continue
+            for before in reversed(children[:i]):
+                conv = last_conv(before)
+                if conv is not None:
+                    pairs.append((conv, norm))
+                if not isinstance(before, (nn.Upsample, nn.PixelShuffle)):
+                    break
+    return pairs
+
+
+def last_conv(module: nn.Module):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        return module
+    if isinstance(module, nn.Sequential) and len(module):
+        return last_conv(module[-1])
+    return None
+
+
+def probe_images(h: int, w: int):
+    """Inputs that drive activations high: a full-contrast checkerboard-and-ramp image and a saturated noise image."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    board = (((yy // 8) + (xx // 8)) % 2).astype(np.float32)
+    ramp = np.stack([board, xx / max(w - 1, 1), 1 - board], 0).astype(np.float32)
+    noise = (np.random.default_rng(0).random((3, h, w)) > 0.5).astype(np.float32)
+    return [torch.from_numpy(ramp)[None], torch.from_numpy(noise)[None]]
