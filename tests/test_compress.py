@@ -207,3 +207,30 @@ def test_checkpoint_from_another_arch_is_a_user_error(tmp_path: Path, capsys):
 def test_pixelshuffle_upsampling_is_refused():
     with pytest.raises(UserError, match="pixelshuffle"):
         pruned_arch(create_model("nano", upsample="pixelshuffle").config, 0.5)
+
+
+@pytest.mark.parametrize("upsample", ["conv_bilinear", "nearest", "transposed", "pixelshuffle"])
+def test_batchnorm_folds_exactly_into_the_convs(upsample):
+    from toolkit.compress.fold import fold_batchnorm
+
+    arch = ArchConfig(widths=(4, 8), down_stages=2, res_blocks=1, block="residual", first_kernel=3, last_kernel=3,
+                      norm="batch", upsample=upsample)
+    model = TransformerNet(arch)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    folded = fold_batchnorm(model)
+    assert folded.config.norm == "none"
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-4)
+
+
+def test_instance_norm_does_not_fold():
+    from toolkit.compress.fold import fold_batchnorm
+
+    with pytest.raises(UserError, match="norm='batch'"):
+        fold_batchnorm(tiny_model())

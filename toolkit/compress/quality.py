@@ -65,21 +65,11 @@ def torch_runner(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _artifact_arch(path: Path) -> ArchConfig | None:
-    """The arch config an exporter recorded in the artifact's contract sidecar, if any."""
-    sidecar = path.with_name(path.name + ".contract.json")
-    if not sidecar.is_file():
-        return None
-    try:
-        data = json.loads(sidecar.read_text())
-    except json.JSONDecodeError:
-        return None
-    for holder in (data, data.get("metadata", {}), data.get("model", {})):
-        if isinstance(holder, dict) and isinstance(holder.get("arch"), dict):
-            try:
-                return from_dict(ArchConfig, holder["arch"])
-            except (UserError, TypeError):
-                return None
-    return None
+    """The arch config the exporter stored in the artifact's own metadata (None when it has none)."""
+    from toolkit.export import read_metadata
+
+    arch = read_metadata(path).get("arch")
+    return from_dict(ArchConfig, json.loads(arch)) if arch else None
 
 
 def load_candidate(path: str | Path, threads: int = 1) -> Candidate:
