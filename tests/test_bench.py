@@ -77,6 +77,7 @@ def test_protocol_on_tiny_model_returns_well_formed_rows(tmp_path):
         assert r.macs == count_macs(model, r.height, r.width) and r.macs > 0
         assert r.gmacs_per_s == pytest.approx(r.macs / r.p50_ms * 1000 / 1e9)
         assert r.speedup_vs_reference is None  # reference off
+        assert r.cpu_p50_ms > 0
         assert LatencyRow.from_dict(json.loads(json.dumps(r.to_dict()))) == r
 
 
@@ -198,6 +199,18 @@ def test_a_gate_that_must_fail_exits_1_and_one_that_must_pass_exits_0(tmp_path, 
     assert rows and rows[0]["speedup_vs_reference"] > 1.5
 
 
+def test_a_cpu_clock_gate_judges_process_cpu_time(tmp_path, capsys):
+    from toolkit.bench.gates import check_gates, parse_gates
+
+    gates = parse_gates(_gates_file(tmp_path, '[[gate]]\narch = "nano"\nclock = "cpu"\nmin_fps = 0.001\n'
+                                              'min_speedup_vs_reference = 1.5\n'))
+    (result,) = check_gates(gates, tmp_path)
+    assert result.passed and result.attempts == 1, result.failures
+    cpu_ms = sorted(r.cpu_p50_ms for r in result.rows)
+    assert result.fps == pytest.approx(1000 / cpu_ms[len(cpu_ms) // 2])
+    assert result.speedup > 1.5
+
+
 def test_gates_parse_defaults_and_goals(tmp_path):
     from toolkit.bench.gates import parse_gates
 
@@ -229,6 +242,8 @@ def test_shipped_gates_file_parses():
     ('[[gate]]\narch = "nano"\nmin_fps = "fast"\n', "min_fps must be a number"),
     ('[[gates]]\narch = "nano"\nmin_fps = 1\n', "unknown top-level key 'gates' (did you mean 'gate'?)"),
     ('[[gate]\narch = "nano"\n', "not valid TOML"),
+    ('[[gate]]\narch = "nano"\nclock = "cpu"\nthreads = 2\nmin_fps = 1\n', "clock = \"cpu\" measures one core"),
+    ('[[gate]]\narch = "nano"\nclock = "cpus"\nmin_fps = 1\n', "unknown clock 'cpus' (did you mean 'cpu'?)"),
 ])
 def test_bad_gates_files_exit_2_naming_the_problem(tmp_path, capsys, body, message):
     assert main(["bench", "--gates", str(_gates_file(tmp_path, body))]) == 2

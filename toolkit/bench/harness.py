@@ -48,6 +48,7 @@ class LatencyRow:
     bytes: Optional[int] = None   # artifact size on disk
     reference_p50_ms: Optional[float] = None
     speedup_vs_reference: Optional[float] = None   # reference p50 / this p50, same target/provider/threads/size
+    cpu_p50_ms: Optional[float] = None   # p50 process CPU time per run (1 thread: latency on an unshared core)
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -87,6 +88,7 @@ class Timing:
     p90_ms: float
     mean_ms: float
     samples_ms: Tuple[float, ...]
+    cpu_p50_ms: float = 0.0   # process CPU time per run: with 1 thread, the latency on a core nobody else uses
 
     @property
     def fps(self) -> float:
@@ -104,13 +106,14 @@ def time_call(fn: Callable[[], object], warmup: int, runs: int) -> Timing:
         raise UserError(f"--runs must be >= 1 and --warmup >= 0, got runs={runs} warmup={warmup}")
     for _ in range(warmup):
         fn()
-    samples = []
+    samples, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000.0)
+        cpu.append((time.process_time() - c0) * 1000.0)
     return Timing(p50_ms=percentile(samples, 50), p90_ms=percentile(samples, 90),
-                  mean_ms=statistics.fmean(samples), samples_ms=tuple(samples))
+                  mean_ms=statistics.fmean(samples), samples_ms=tuple(samples), cpu_p50_ms=percentile(cpu, 50))
 
 
 def bench_input(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -143,7 +146,7 @@ def measure(runner, *, subject: str, target: str, precision: str, provider: str,
         return LatencyRow(status="error", reason=f"{type(exc).__name__}: {one_line(exc)}", **common)
     gmacs = macs / (timing.p50_ms / 1000.0) / 1e9 if macs else None
     return LatencyRow(status="ok", p50_ms=timing.p50_ms, p90_ms=timing.p90_ms, mean_ms=timing.mean_ms,
-                      fps=timing.fps, gmacs_per_s=gmacs, **common)
+                      fps=timing.fps, gmacs_per_s=gmacs, cpu_p50_ms=timing.cpu_p50_ms, **common)
 
 
 def unavailable(reason: str, *, subject: str, target: str, precision: str, provider: str, threads: int,
@@ -409,12 +412,17 @@ class Bench:
         self._runners: dict = {}        # (artifact | model id, target, provider, threads) -> (Runner | None, reason)
 
     # -- public -----------------------------------------------------------------------------------------------------
-    def run(self, subjects) -> list[LatencyRow]:
-        """Rows for every subject x config, then the johnson2016 reference rows they were compared against."""
-        rows = []
+    def run(self, subjects, config: BenchConfig | None = None) -> list[LatencyRow]:
+        """Rows for every subject x config, then the johnson2016 reference rows they were compared against.
+
+        `config` replaces the Bench's config for this call and after; exports, runners and references stay cached.
+        """
+        if config is not None:
+            self.config = config
+        rows, seen = [], set(self._references)
         for subject in subjects:
             rows += self.run_subject(subject)
-        return rows + [r for r in self._references.values() if r is not None]
+        return rows + [r for k, r in self._references.items() if r is not None and k not in seen]
 
     def run_subject(self, subject: Subject) -> list[LatencyRow]:
         cfg = self.config

@@ -38,6 +38,7 @@ def _fmt(value, spec: str, empty: str = "—") -> str:
 
 
 COLUMNS = ("subject", "target", "precision", "provider", "threads", "size", "status", "p50 ms", "p90 ms", "fps",
+           "CPU ms",
            "GMAC", "GMAC/s", "% peak", "KiB", "x vs johnson2016", "reason")
 
 
@@ -46,7 +47,7 @@ def markdown_table(rows: Iterable[LatencyRow]) -> str:
     for r in rows:
         frac = peak_fraction(r)
         cells = (r.subject, r.target, r.precision, r.provider, str(r.threads), r.size, r.status,
-                 _fmt(r.p50_ms, ".1f"), _fmt(r.p90_ms, ".1f"), _fmt(r.fps, ".1f"),
+                 _fmt(r.p50_ms, ".1f"), _fmt(r.p90_ms, ".1f"), _fmt(r.fps, ".1f"), _fmt(r.cpu_p50_ms, ".1f"),
                  _fmt(r.macs / 1e9 if r.macs else None, ".3f"), _fmt(r.gmacs_per_s, ".1f"),
                  _fmt(frac * 100 if frac is not None else None, ".1f"),
                  _fmt(r.bytes / 1024 if r.bytes else None, ".0f"), _fmt(r.speedup_vs_reference, ".1f"),
