@@ -234,3 +234,34 @@ def test_instance_norm_does_not_fold():
 
     with pytest.raises(UserError, match="norm='batch'"):
         fold_batchnorm(tiny_model())
+
+
+@pytest.mark.slow
+def test_compare_runs_exported_artifacts_in_their_runtime(trained_checkpoint: Path, tmp_path: Path,
+                                                          image_dir: Path):
+    pytest.importorskip("onnxruntime")
+    from toolkit.export import ExportSpec, export_artifact
+
+    model = load_checkpoint(trained_checkpoint).model
+    onnx_path = tmp_path / "tiny.onnx"
+    export_artifact(model, ExportSpec(target="onnx", precision="fp32", style="tiny"), onnx_path, check=False)
+    out = tmp_path / "report"
+    assert main(["compare", str(trained_checkpoint), str(onnx_path), "--images", str(image_dir), "--size", "64",
+                 "-o", str(out)]) == 0
+    row = {r["name"]: r for r in json.loads((out / "compare.json").read_text())["rows"]}["tiny.onnx"]
+    assert row["kind"] == "onnx" and row["params"] == count_params(model)  # arch read from the artifact
+    assert row["psnr_db"] is None or row["psnr_db"] > 80  # fp32 ONNX matches torch to ~1e-6
+    assert row["bytes"] == onnx_path.stat().st_size
+
+
+def test_default_output_never_overwrites_the_input(tmp_path: Path):
+    from toolkit.compress.finetune import check_output, default_output
+
+    src = save_checkpoint(tmp_path / "frost.safetensors", tiny_model(), {"name": "frost"})
+    out = check_output(default_output(src, "qat4"), src)
+    assert out.name == "frost.qat4.safetensors"
+    save_checkpoint(out, tiny_model(seed=1), {"name": "frost"})
+    assert (tmp_path / "frost.qat4.safetensors").is_file() and (tmp_path / "frost.qat4.json").is_file()
+    assert torch.equal(load_checkpoint(src).model.stem[0][-1].weight, tiny_model().stem[0][-1].weight)
+    with pytest.raises(UserError, match="overwrite"):
+        check_output(tmp_path / "frost", src)

@@ -39,7 +39,7 @@ class Checkpoint:
 def _paths(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")  # keeps dots in names
 
 
 def save_checkpoint(path: str | Path, model: TransformerNet, meta: dict[str, Any] | None = None,

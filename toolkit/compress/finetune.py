@@ -63,13 +63,15 @@ def default_output(checkpoint: str | Path, tag: str) -> Path:
 
 
 def check_output(out: str | Path, checkpoint: str | Path) -> Path:
+    from toolkit.checkpoint import _paths
+
     out = Path(out)
     if out.suffix not in (".safetensors", ""):
-        raise UserError(f"-o {out} must end in .safetensors (a checkpoint is written)")
-    out = out.with_suffix(".safetensors")
-    if out.resolve() == Path(checkpoint).with_suffix(".safetensors").resolve():
+        out = out.with_name(out.name + ".safetensors")
+    weights, _ = _paths(out)
+    if weights.resolve() == _paths(checkpoint)[0].resolve():
         raise UserError(f"-o {out} would overwrite the input checkpoint; choose another path")
-    return out
+    return weights
 
 
 def save_compressed(out: Path, model, source: Checkpoint, source_path: str | Path, compression: dict,
