@@ -10,6 +10,9 @@ def add_arguments(p) -> None:
     src.add_argument("--checkpoint", help="a .safetensors checkpoint written by `toolkit train`")
     p.add_argument("-o", "--out-dir", default="stylized", help="output folder (default: stylized/)")
     p.add_argument("--size", type=int, help="run the net at this long side, then resize back to the input size")
+    from toolkit.video.stylize import add_video_arguments
+
+    add_video_arguments(p)  # videos (.mp4/.mov/.mkv/.avi/.webm) or frame folders go to toolkit.video
 
 
 def run(args) -> int:
@@ -22,6 +25,10 @@ def run(args) -> int:
     if args.size is not None and args.size < 16:
         raise UserError(f"--size {args.size} is too small; use at least 16")
     ckpt = load_style(args.style, args.checkpoint)
+    from toolkit.video.stylize import is_video_input, run_video_cli
+
+    if any(is_video_input(p) for p in args.inputs):
+        return run_video_cli(args, ckpt)
     written = stylize_files(ckpt.model, [Path(p) for p in args.inputs], Path(args.out_dir), ckpt.name, args.size)
     for path in written:
         print(path)

@@ -385,3 +385,46 @@ def stylize_video(src: str | os.PathLike, dest: str | os.PathLike, model=None, *
             "fps": writer.count / max(seconds, 1e-9), "backend": payload.backend, "workers": workers,
             "engine": engine, "stabilize": stabilize, "size": size, "width": info.width, "height": info.height,
             "variable_frame_rate": info.variable_frame_rate, "rotation": info.rotation}
+
+
+def is_video_input(path: str | os.PathLike) -> bool:
+    return is_video_path(path) or Path(path).is_dir()
+
+
+def add_video_arguments(p) -> None:
+    g = p.add_argument_group("video (inputs ending in .mp4/.mov/.mkv/.avi/.webm, or folders of frames)")
+    g.add_argument("--backend", default="onnx", choices=BACKENDS,
+                   help="runtime in each worker: onnx (onnxruntime, default) or torch")
+    g.add_argument("--workers", type=int, default=1, help="worker processes, each with its own session (default 1)")
+    g.add_argument("--threads", type=int, default=1, help="runtime threads per worker (default 1)")
+    g.add_argument("--stabilize", action="store_true",
+                   help="blend each frame with the previous output warped by optical flow (less flicker)")
+    g.add_argument("--stabilize-weight", type=float, default=0.6, help="weight of the warped previous output")
+    g.add_argument("--engine", default="local", choices=ENGINES, help="local processes, or a Ray cluster")
+    g.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def run_video_cli(args, ckpt) -> int:
+    """`toolkit stylize VIDEO... -o OUT.mp4|DIR`: one video -> OUT (a video path or a frame folder); several
+    videos -> DIR/<stem>.<style>.mp4."""
+    inputs = [Path(p) for p in args.inputs]
+    if not all(is_video_input(p) for p in inputs):
+        raise UserError("mix of images and videos; stylise them in separate runs")
+    out = Path(args.out_dir)
+    if len(inputs) == 1 and (is_video_path(out) or args.out_dir != "stylized"):
+        targets = [out]
+    else:
+        if is_video_path(out):
+            raise UserError(f"{len(inputs)} videos need an output folder, not {out}")
+        targets = [out / f"{p.stem}.{ckpt.name}{p.suffix if is_video_path(p) else '.mp4'}" for p in inputs]
+    for src, dest in zip(inputs, targets):
+        check_output(src, dest, args.overwrite)
+    payload = make_payload(ckpt.model, args.backend, ckpt.name)
+    for src, dest in zip(inputs, targets):
+        stats = stylize_video(src, dest, payload=payload, workers=args.workers, threads=args.threads, size=args.size,
+                              stabilize=args.stabilize, stabilize_weight=args.stabilize_weight, engine=args.engine,
+                              address=args.address, overwrite=args.overwrite)
+        log.info("%s: %d frames in %.1f s (%.1f frames/s)", dest, stats["frames"], stats["seconds"], stats["fps"])
+        print(dest)
+    return 0

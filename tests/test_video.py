@@ -1,0 +1,302 @@
+"""Video: PyAV io, parallel stylisation (order, determinism, Ray), temporal metric and stabiliser, bad inputs."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+av = pytest.importorskip("av")
+cv2 = pytest.importorskip("cv2")
+
+from conftest import natural_image, tiny_model  # noqa: E402
+from toolkit.errors import UserError  # noqa: E402
+from toolkit.video import FrameStylizer, make_payload, probe, read_frames, stylize_video  # noqa: E402
+from toolkit.video import temporal  # noqa: E402
+
+
+def make_clip(path: Path, n: int = 20, w: int = 64, h: int = 48, fps: int = 25, audio: bool = True,
+              rotation: int = 0, pts: list[int] | None = None, codec: str = "libx264") -> Path:
+    """A moving synthetic clip (optionally odd-sized via mkv/ffv1, VFR via explicit pts) with a 440 Hz tone."""
+    c = av.open(str(path), "w")
+    s = c.add_stream(codec, rate=fps)
+    s.width, s.height, s.pix_fmt = w, h, "yuv420p" if codec == "libx264" else "yuv444p"
+    tb = Fraction(1, fps * 100)
+    s.codec_context.time_base = tb
+    if rotation:
+        s.set_display_rotation(rotation)
+    a = None
+    if audio:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+    base = (natural_image(h, w + 4 * n, seed=1) * 255).astype(np.uint8)
+    for i in range(n):
+        f = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[:, 2 * i:2 * i + w]), format="rgb24")
+        f.pts, f.time_base = (pts[i] if pts else i * 100), tb
+        for p in s.encode(f):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    if audio:
+        samples = int(16000 * n / fps)
+        wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 16000)).astype(np.float32)[None]
+        for k in range(0, samples, 1024):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, k:k + 1024]), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, k
+            for p in a.encode(af):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    c.close()
+    return path
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as c:
+        return [bytes(p) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+def video_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return [f.pts for f in c.decode(v)], v.time_base
+
+
+def load_folder(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(path.glob("*.png"))])
+
+
+@pytest.fixture(scope="module")
+def torch_payload():
+    return make_payload(tiny_model(), "torch")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+def test_output_keeps_frame_count_fps_duration_rotation_and_audio(tmp_path, torch_payload):
+    src = make_clip(tmp_path / "in.mp4", n=24, rotation=90)
+    out = tmp_path / "out.mp4"
+    stats = stylize_video(src, out, payload=torch_payload, workers=2, progress=False)
+    a, b = probe(src), probe(out)
+    assert stats["frames"] == 24 == b.frames
+    assert b.frame_rate == a.frame_rate == 25
+    assert b.duration == pytest.approx(a.duration, abs=0.05)
+    assert b.rotation == 90
+    assert (b.width, b.height) == (a.width, a.height)
+    assert b.has_audio
+    assert audio_packets(out) == audio_packets(src)  # copied packet for packet, unchanged
+    pin, tb_in = video_pts(src)
+    pout, tb_out = video_pts(out)
+    assert [float(p * tb_out) for p in pout] == pytest.approx([float(p * tb_in) for p in pin], abs=1e-3)
+
+
+def test_frames_come_back_in_order_and_match_a_single_session(tmp_path, clip, torch_payload):
+    out = tmp_path / "frames"
+    stylize_video(clip, out, payload=torch_payload, workers=3, progress=False)
+    got = load_folder(out)
+    ref = FrameStylizer(torch_payload)
+    expected = np.stack([ref(rgb) for _, _, rgb in read_frames(clip)])
+    assert got.shape == expected.shape
+    assert np.array_equal(got, expected)  # PNG frames are lossless: exact, in order
+
+
+@pytest.mark.parametrize("stabilize", [False, True])
+def test_one_and_three_workers_give_identical_output(tmp_path, clip, torch_payload, stabilize):
+    one, three = tmp_path / "one", tmp_path / "three"
+    stylize_video(clip, one, payload=torch_payload, workers=1, stabilize=stabilize, progress=False)
+    stylize_video(clip, three, payload=torch_payload, workers=3, stabilize=stabilize, progress=False)
+    assert np.array_equal(load_folder(one), load_folder(three))
+
+
+def test_ray_engine_matches_local(tmp_path, clip, torch_payload):
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"ray could not start a local instance here: {exc}")
+    try:
+        local, remote = tmp_path / "local", tmp_path / "ray"
+        stylize_video(clip, local, payload=torch_payload, workers=1, stabilize=True, progress=False)
+        stylize_video(clip, remote, payload=torch_payload, workers=2, stabilize=True, engine="ray", chunk=4,
+                      progress=False)
+        assert np.array_equal(load_folder(local), load_folder(remote))
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_onnx_backend_matches_torch_backend(tmp_path, clip, torch_payload):
+    onnx_payload = make_payload(tiny_model(), "onnx")
+    stylize_video(clip, tmp_path / "onnx", payload=onnx_payload, workers=2, progress=False)
+    stylize_video(clip, tmp_path / "torch", payload=torch_payload, workers=1, progress=False)
+    diff = np.abs(load_folder(tmp_path / "onnx").astype(int) - load_folder(tmp_path / "torch").astype(int))
+    assert diff.max() <= 1
+
+
+def test_frame_folder_in_video_out_and_size(tmp_path, torch_payload):
+    from PIL import Image
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(6):
+        Image.fromarray((natural_image(40, 56, seed=i) * 255).astype(np.uint8)).save(frames / f"f{i:03d}.png")
+    out = tmp_path / "out.mkv"
+    stylize_video(frames, out, payload=torch_payload, workers=2, size=32, progress=False)
+    info = probe(out)
+    assert (info.width, info.height, info.frame_rate) == (56, 40, 25)
+    assert len(list(read_frames(out))) == 6
+
+
+# --- temporal metric, flow, stabiliser -------------------------------------------------------------------------
+
+def shifted_pair(dx: int = 3, dy: int = 2):
+    big = natural_image(80, 100, seed=3)
+    a = np.ascontiguousarray(big[10:70, 10:90])
+    b = np.ascontiguousarray(big[10 - dy:70 - dy, 10 - dx:90 - dx])  # b(x) = a(x - d): content moved by +d
+    return a, b
+
+
+def test_warping_error_is_zero_for_known_motion_and_large_without_it():
+    a, b = shifted_pair()
+    flow = np.zeros(a.shape[:2] + (2,), np.float32)
+    flow[..., 0], flow[..., 1] = 3, 2  # a(x) = b(x + d)
+    mask = np.ones(a.shape[:2], bool)
+    mask[-3:, :] = mask[:, -4:] = False  # pixels that leave the frame
+    assert temporal.warping_error(a, b, flow, mask) < 1e-10
+    assert temporal.warping_error(a, b, np.zeros_like(flow), mask) > 1e-3
+
+
+def test_dis_flow_recovers_a_translation_and_masks_occlusions():
+    a, b = shifted_pair()
+    flow, mask = temporal.flow_with_mask(a, b)
+    inner = flow[8:-8, 8:-8]
+    assert np.median(inner[..., 0]) == pytest.approx(3, abs=0.3)
+    assert np.median(inner[..., 1]) == pytest.approx(2, abs=0.3)
+    assert mask.mean() > 0.8
+    assert not mask[:, -2:].any()  # right edge points outside b: unreliable
+
+
+def test_flo_round_trip_and_bad_magic(tmp_path):
+    f = np.random.default_rng(0).normal(size=(5, 7, 2)).astype(np.float32)
+    temporal.write_flo(tmp_path / "x.flo", f)
+    assert np.array_equal(temporal.read_flo(tmp_path / "x.flo"), f)
+    (tmp_path / "bad.flo").write_bytes(b"nope" * 10)
+    with pytest.raises(UserError, match="Middlebury"):
+        temporal.read_flo(tmp_path / "bad.flo")
+
+
+def test_stabilizer_cuts_flicker_on_moving_noisy_frames():
+    rng = np.random.default_rng(0)
+    big = natural_image(60, 120, seed=5)
+    content = [np.ascontiguousarray(big[:, 2 * i:2 * i + 80]) for i in range(8)]
+    styled = [np.clip(c + rng.normal(0, 0.08, c.shape), 0, 1).astype(np.float32) for c in content]
+    stab = temporal.Stabilizer(0.6)
+    out = []
+    for i, s in enumerate(styled):
+        flow, mask = temporal.flow_with_mask(content[i], content[i - 1]) if i else (None, None)
+        out.append(stab((s * 255).round().astype(np.uint8), flow, mask))
+
+    def err(frames):
+        errs = []
+        for i in range(1, len(frames)):
+            flow, mask = temporal.flow_with_mask(content[i], content[i - 1])
+            errs.append(temporal.warping_error(frames[i], frames[i - 1], flow, mask))
+        return np.mean(errs)
+
+    assert err(out) < 0.7 * err(styled)
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+
+def test_file_without_video_stream_is_refused(tmp_path, torch_payload):
+    c = av.open(str(tmp_path / "tone.m4a"), "w")
+    a = c.add_stream("aac", rate=16000)
+    af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+    af.sample_rate, af.pts = 16000, 0
+    for p in list(a.encode(af)) + list(a.encode()):
+        c.mux(p)
+    c.close()
+    os.rename(tmp_path / "tone.m4a", tmp_path / "tone.mp4")
+    with pytest.raises(UserError, match="no video stream"):
+        stylize_video(tmp_path / "tone.mp4", tmp_path / "o.mp4", payload=torch_payload, progress=False)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_truncated_or_corrupt_file_is_refused_and_nothing_written(tmp_path, clip, torch_payload, damage):
+    data = clip.read_bytes()
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(data[: len(data) // 2] if damage == "truncated" else os.urandom(4096))
+    with pytest.raises(UserError, match="corrupt|truncated"):
+        stylize_video(bad, tmp_path / "o.mp4", payload=torch_payload, progress=False)
+    assert list(tmp_path.iterdir()) == [bad]  # no output, no temp file left behind
+
+
+def test_truncated_mkv_that_still_opens_is_refused(tmp_path, torch_payload):
+    src = make_clip(tmp_path / "in.mkv", n=60, audio=False)
+    data = src.read_bytes()
+    bad = tmp_path / "cut.mkv"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(UserError, match="truncated"):
+        stylize_video(bad, tmp_path / "o.mkv", payload=torch_payload, progress=False)
+    assert not (tmp_path / "o.mkv").exists()
+
+
+def test_variable_frame_rate_keeps_every_timestamp(tmp_path, torch_payload):
+    pts = [0, 100, 150, 400, 450, 500, 900, 1000, 1010, 1200]
+    src = make_clip(tmp_path / "vfr.mp4", n=len(pts), pts=pts, audio=False)
+    assert probe(src).variable_frame_rate
+    out = tmp_path / "out.mp4"
+    stylize_video(src, out, payload=torch_payload, workers=2, progress=False)
+    pin, tb_in = video_pts(src)
+    pout, tb_out = video_pts(out)
+    assert [float(p * tb_out) for p in pout] == pytest.approx([float(p * tb_in) for p in pin], abs=1e-3)
+
+
+def test_odd_dimensions_are_padded_to_even(tmp_path, torch_payload):
+    src = make_clip(tmp_path / "odd.mkv", w=63, h=47, n=5, audio=False, codec="ffv1")
+    out = tmp_path / "out.mp4"
+    stylize_video(src, out, payload=torch_payload, progress=False)
+    info = probe(out)
+    assert (info.width, info.height) == (64, 48)
+    frames = [rgb for _, _, rgb in read_frames(out)]
+    assert len(frames) == 5
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, clip, torch_payload):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"precious")
+    with pytest.raises(UserError, match="--overwrite"):
+        stylize_video(clip, out, payload=torch_payload, progress=False)
+    assert out.read_bytes() == b"precious"
+    stylize_video(clip, out, payload=torch_payload, overwrite=True, progress=False)
+    assert probe(out).frames == 20
+
+
+def test_unwritable_output_path_is_refused(tmp_path, clip, torch_payload):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="cannot create output directory"):
+        stylize_video(clip, blocker / "out.mp4", payload=torch_payload, progress=False)
+    with pytest.raises(UserError, match="must end in"):
+        stylize_video(clip, tmp_path / "out.gif", payload=torch_payload, progress=False)
+
+
+def test_cli_stylizes_a_video_and_exits_2_on_existing_output(tmp_path, clip, tiny_checkpoint, capsys):
+    from toolkit.cli import main
+
+    out = tmp_path / "o.mp4"
+    argv = ["stylize", str(clip), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--backend", "torch",
+            "--workers", "2", "--stabilize"]
+    assert main(argv) == 0
+    assert probe(out).frames == 20
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
