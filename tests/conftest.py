@@ -10,11 +10,10 @@ import torch
 
 from toolkit.checkpoint import save_checkpoint
 from toolkit.config import ArchConfig
-from toolkit.models import TransformerNet
+from toolkit.models import TransformerNet, arch_config
 from toolkit.paths import shared_data
 
-TINY_ARCH = ArchConfig(widths=(4, 8), down_stages=2, res_blocks=1, block="bottleneck", first_kernel=4,
-                       down_kernel=4, last_kernel=3, upsample="conv_bilinear", head="shuffle")
+TINY_ARCH = arch_config("tiny")
 
 
 def tiny_model(config: ArchConfig = TINY_ARCH, seed: int = 0) -> TransformerNet:

@@ -216,7 +216,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         wait_t, busy_t = wait_t + (t1 - t0), busy_t + (t2 - t1)
         t0 = t2
         if rank == 0:
-            rec = {"step": step, **{k: float(v) for k, v in losses.items()},
+            rec = {"step": step, **{k: v.item() for k, v in losses.items()},
                    "loader_wait_fraction": wait_t / max(wait_t + busy_t, 1e-9), "step_seconds": t2 - t1}
             history.append(rec)
             if bar is not None:

@@ -46,3 +46,10 @@ def nano() -> ArchConfig:
 def arch_config(name: str, **overrides) -> ArchConfig:
     """The preset's config with knob overrides (e.g. padding='zero')."""
     return dataclasses.replace(ARCHS.get(name)(), **overrides)
+
+
+@ARCHS.register()
+def tiny() -> ArchConfig:
+    """A minimal net (4-8 channels) for smoke tests and pipeline checks; too small to stylise well."""
+    return ArchConfig(widths=(4, 8), down_stages=2, res_blocks=1, block="bottleneck", first_kernel=4,
+                      down_kernel=4, last_kernel=3, upsample="conv_bilinear", head="shuffle")

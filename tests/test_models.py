@@ -1,0 +1,102 @@
+"""The TransformerNet family: preset sizes match hand counts; every knob combination runs at odd sizes."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from toolkit.config import ArchConfig
+from toolkit.errors import UserError
+from toolkit.flops import count_macs
+from toolkit.models import ARCHS, TransformerNet, arch_config, count_params, create_model
+from toolkit.stylize import stylize_tensor
+
+
+def conv_macs(cin, cout, k, pixels, groups=1):
+    return cin * cout * k * k * pixels // groups
+
+
+def test_johnson2016_matches_hand_counted_params_and_macs():
+    model = create_model("johnson2016")
+    hw = 480 * 640
+    hand = (conv_macs(3, 32, 9, hw) + conv_macs(32, 64, 3, hw // 4) + conv_macs(64, 128, 3, hw // 16)
+            + 10 * conv_macs(128, 128, 3, hw // 16)
+            + conv_macs(128, 64, 3, hw // 4) + conv_macs(64, 32, 3, hw) + conv_macs(32, 3, 9, hw))
+    assert count_macs(model, 480, 640) == hand
+    assert abs(hand / 1e9 - 47.2) < 0.1
+    weights = 3 * 32 * 81 + 32 * 64 * 9 + 64 * 128 * 9 + 10 * 128 * 128 * 9 + 128 * 64 * 9 + 64 * 32 * 9 + 32 * 3 * 81
+    biases = 32 + 64 + 128 + 10 * 128 + 64 + 32 + 3
+    norm_affine = 2 * (32 + 64 + 128 + 10 * 128 + 64 + 32)
+    assert count_params(model) == weights + biases + norm_affine
+    assert 1.67e6 < count_params(model) < 1.69e6
+
+
+def test_nano_matches_hand_counted_macs_and_stays_under_budget():
+    cfg = arch_config("nano")
+    a, b = cfg.widths
+    m = b // cfg.bottleneck_k
+    hw = 480 * 640
+    hand = (conv_macs(3, a, 4, hw // 4) + conv_macs(a, b, 4, hw // 16)
+            + cfg.res_blocks * (conv_macs(b, m, 1, hw // 16) + conv_macs(m, m, 3, hw // 16) + conv_macs(m, b, 1, hw // 16))
+            + conv_macs(b, a, 3, hw // 16) + conv_macs(a, 12, 3, hw // 4))
+    assert count_macs(create_model("nano"), 480, 640) == hand
+    assert hand <= 0.6e9
+
+
+def test_macs_scale_with_pixels():
+    model = create_model("caffe2go")
+    assert count_macs(model, 512, 512) == 4 * count_macs(model, 256, 256)
+
+
+def test_every_preset_keeps_shape_and_range_at_odd_sizes():
+    for name in ARCHS:
+        model = create_model(name).eval()
+        x = torch.rand(1, 3, 37, 53)
+        y = stylize_tensor(model, x)
+        assert y.shape == x.shape, name
+        assert 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+
+
+KNOBS = {
+    "block": ["residual", "bottleneck", "dwsep"],
+    "norm": ["instance", "batch", "none"],
+    "upsample": ["nearest", "bilinear", "transposed", "pixelshuffle", "conv_bilinear"],
+    "head": ["conv", "shuffle"],
+    "padding": ["reflect", "zero"],
+}
+
+
+@pytest.mark.parametrize("down_stages,widths", [(2, (4, 8, 8)), (3, (4, 8, 8)), (2, (4, 8))])
+def test_every_knob_combination_runs_and_keeps_shape(down_stages, widths):
+    x = torch.rand(1, 3, 32, 48)
+    # every value of every knob, each combined with every value of the knob after it (pairwise coverage)
+    names = list(KNOBS)
+    combos = [{a: va, b: vb} for a, b in zip(names, names[1:]) for va, vb in itertools.product(KNOBS[a], KNOBS[b])]
+    for knobs in combos:
+        cfg = ArchConfig(widths=widths, res_blocks=1, down_stages=down_stages, first_kernel=3, last_kernel=3, **knobs)
+        model = TransformerNet(cfg).eval()
+        with torch.no_grad():
+            assert model(x).shape == x.shape, knobs
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 9])
+def test_first_and_last_kernel_sizes(kernel):
+    model = create_model("caffe2go", first_kernel=kernel, last_kernel=kernel, down_stages=2).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_bad_arch_knobs_are_user_errors():
+    with pytest.raises(UserError, match="upsample"):
+        ArchConfig(upsample="bicubic")
+    with pytest.raises(UserError, match="down_stages"):
+        ArchConfig(widths=(8,), down_stages=3)
+    with pytest.raises(UserError, match="did you mean 'nano'"):
+        create_model("nanoo")
+
+
+def test_registering_a_duplicate_arch_name_raises():
+    with pytest.raises(ValueError, match="registered twice"):
+        ARCHS.register("nano")(lambda: ArchConfig())

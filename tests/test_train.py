@@ -1,0 +1,149 @@
+"""Training: the loss falls, checkpoints round-trip bit-exactly, a killed run resumes at its step, DDP runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.config import LossConfig, TrainConfig
+from toolkit.train import train
+
+from conftest import natural_image, tiny_model
+
+LOSS = LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",))
+
+
+@pytest.fixture
+def style_png(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    stripes = np.zeros((64, 64, 3), np.float32)
+    stripes[:, ::4] = [0.9, 0.2, 0.1]
+    stripes[::6, :] = [0.1, 0.3, 0.9]
+    stripes += rng.uniform(0, 0.1, stripes.shape).astype(np.float32)
+    path = tmp_path / "style.png"
+    Image.fromarray((np.clip(stripes, 0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def config(style_png, image_dir, **kw) -> TrainConfig:
+    base = dict(name="t", style_image=str(style_png), content_dir=str(image_dir), arch="tiny", steps=30, size=32,
+                batch=2, lr=1e-2, workers=0, sample_every=0, checkpoint_every=10, loss=LOSS)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_thirty_steps_lower_the_loss_and_write_the_run(tmp_path, style_png, image_dir):
+    final = train(config(style_png, image_dir, sample_every=30), out_root=tmp_path / "runs", progress=False)
+    meta = json.loads(final.with_suffix(".json").read_text())
+    totals = [h["total"] for h in meta["history"]]
+    assert len(totals) == 30
+    assert np.mean(totals[-5:]) < 0.8 * np.mean(totals[:5])
+    run = tmp_path / "runs" / "t"
+    assert (run / "loss.png").stat().st_size > 1000
+    assert Image.open(run / "samples" / "step_000030.png").size[0] > 0
+    assert 0.0 <= meta["history"][-1]["loader_wait_fraction"] <= 1.0
+    assert meta["train_config"]["arch"] == "tiny" and meta["arch"]["widths"] == [4, 8]
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_training_is_deterministic_with_a_seed(tmp_path, style_png, image_dir):
+    a = train(config(style_png, image_dir, steps=4), out_root=tmp_path / "a", progress=False)
+    b = train(config(style_png, image_dir, steps=4), out_root=tmp_path / "b", progress=False)
+    for (ka, va), (kb, vb) in zip(load_checkpoint(a).model.state_dict().items(),
+                                  load_checkpoint(b).model.state_dict().items()):
+        assert torch.equal(va, vb), ka
+
+
+def test_checkpoint_round_trip_is_bit_exact(tmp_path):
+    model = tiny_model()
+    path = save_checkpoint(tmp_path / "m", model, {"name": "m"})
+    loaded = load_checkpoint(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.model.state_dict()[k]), k
+    assert loaded.arch == model.config
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(model(x), loaded.model(x))
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(tmp_path, style_png, image_dir):
+    whole = train(config(style_png, image_dir, steps=8, checkpoint_every=4), out_root=tmp_path / "w", progress=False)
+    train(config(style_png, image_dir, steps=4, checkpoint_every=4), out_root=tmp_path / "r", progress=False)
+    assert json.loads((tmp_path / "r" / "t" / "last.json").read_text())["step"] == 4
+    resumed = train(config(style_png, image_dir, steps=8, checkpoint_every=4), out_root=tmp_path / "r",
+                    resume=True, progress=False)
+    meta = json.loads(resumed.with_suffix(".json").read_text())
+    assert [h["step"] for h in meta["history"]] == list(range(1, 9))
+    for k, v in load_checkpoint(whole).model.state_dict().items():
+        assert torch.allclose(v, load_checkpoint(resumed).model.state_dict()[k], atol=1e-6), k
+
+
+def run_cli(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "toolkit", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def cli_train_args(style_png, image_dir, out, steps):
+    return ["train", "--style-image", style_png, "--content-dir", image_dir, "--name", "k", "--arch", "tiny",
+            "--steps", steps, "--size", 32, "--batch", 2, "--workers", 0, "--sample-every", 0,
+            "--checkpoint-every", 2, "--loss-net", "random", "--out", out]
+
+
+def test_a_killed_run_resumes_at_its_last_checkpoint(tmp_path, style_png, image_dir):
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "toolkit", *map(str, cli_train_args(style_png, image_dir, out, 400))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = out / "k" / "last.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.exists() and json.loads(last.read_text())["step"] >= 4):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(last.read_text())["step"]
+    assert 4 <= killed_at < 400
+    load_checkpoint(out / "k" / "last.safetensors")  # never corrupt
+    again = run_cli(*cli_train_args(style_png, image_dir, out, killed_at + 2))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = run_cli(*cli_train_args(style_png, image_dir, out, killed_at + 2), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    steps = [h["step"] for h in json.loads((out / "k" / "k.json").read_text())["history"]]
+    assert steps[-3:] == [killed_at, killed_at + 1, killed_at + 2]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_completes(tmp_path, style_png, image_dir):
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "toolkit",
+           *map(str, cli_train_args(style_png, image_dir, out, 3))]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    meta = json.loads((out / "k" / "k.json").read_text())
+    assert meta["world_size"] == 2 and meta["step"] == 3
+
+
+def test_bad_training_inputs_exit_2_with_one_line(tmp_path, style_png, image_dir):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = {
+        "no images": ["train", "--style-image", style_png, "--content-dir", empty, "--name", "x"],
+        "does not exist": ["train", "--style-image", tmp_path / "nope.png", "--content-dir", image_dir, "--name", "x"],
+        "unknown arch": ["train", "--style-image", style_png, "--content-dir", image_dir, "--name", "x",
+                         "--arch", "nanno"],
+    }
+    for needle, args in cases.items():
+        res = run_cli(*args, "--out", tmp_path / "runs", cwd=tmp_path)
+        assert res.returncode == 2, (needle, res.stderr)
+        assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
