@@ -86,6 +86,10 @@ def test_contract_matches_what_the_artifact_declares(exported, target, precision
         hi = [(255 * inp["scale"] - m) / s for m, s in zip(inp["mean"], inp["std"])]
         assert lo == pytest.approx([inp["range"][0]] * 3) and hi == pytest.approx([inp["range"][1]] * 3)
     assert contract["output"]["range"] == [0.0, 1.0] or contract["output"]["layout"] == "IMAGE"
+    if inp["dtype"] == "int8":  # quantised input: black and white must land on the int8 ends, not clip early
+        q = inp["quantization"]
+        assert round(inp["range"][0] / q["scale"]) + q["zero_point"] == -128
+        assert 126 <= round(inp["range"][1] / q["scale"]) + q["zero_point"] <= 127
 
 
 def test_onnx_contract_is_dynamic_and_names_the_graph_tensors(exported):

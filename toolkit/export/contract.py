@@ -11,7 +11,8 @@ instead of hard-coding facts; the field names below are the ones they use, so re
       "output": {"name": "output", "layout": "NCHW", "dtype": "float32", "color": "RGB", "range": [0, 1]}
     }
 
-Pre-processing for an 8-bit pixel p: value = (p * scale - mean[c]) / std[c] (so `range` is what the net sees).
+Pre-processing for an 8-bit pixel p: value = (p * scale - mean[c]) / std[c] (so `range` is what the net sees);
+an int8 input (TFLite int8) then takes q = clamp(round(value / quantization.scale) + quantization.zero_point).
 Post-processing: p = clamp(round((value - range[0]) / (range[1] - range[0]) * 255), 0, 255).
 Layouts: NCHW / NHWC are float tensors; IMAGE is a CoreML image (CVPixelBuffer, 8-bit RGB) whose scaling happens
 inside the model, so for IMAGE the app passes pixels as they are.
@@ -83,19 +84,24 @@ def build_contract(record: dict, spec, artifact: Path) -> dict:
 
     in_name = meta.get("input_name", INPUT_NAME)
     out_name = meta.get("output_name", OUTPUT_NAME)
-    float_dtype = meta.get("io_dtype", "float32")
-    out_dtype = float_dtype
-    if target == "coreml" and record.get("precision", spec.precision) != "fp32":
+    precision = record.get("precision", spec.precision)
+    in_dtype = out_dtype = "float32"
+    if target == "coreml" and precision != "fp32":
         out_dtype = "float16"  # CoreML programs that compute in fp16 (iOS 16+) return fp16 tensors
+    if target == "tflite" and precision == "int8":
+        in_dtype = "int8"      # litert-torch's PT2E int8 export quantises the input (the output stays float32)
     stride = _stride(meta)
     sizes = _sizes(record, spec, stride)
 
-    inp = _tensor(in_name, in_layout, "image" if in_layout == "IMAGE" else float_dtype)
+    inp = _tensor(in_name, in_layout, "image" if in_layout == "IMAGE" else in_dtype)
     inp.update(dynamic=not sizes, sizes=sizes, size_multiple=stride)
     if in_layout == "IMAGE":   # the model scales 0..255 itself
         inp.update(scale=1.0, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], range=[0.0, 255.0])
     else:
         inp.update(scale=1.0 / 255.0, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], range=[0.0, 1.0])
+    if in_dtype == "int8":
+        # Calibration chose these, so they can only come from the artifact: q = round(value / scale) + zero_point
+        inp["quantization"] = _tflite_input_quantization(artifact)
     out = _tensor(out_name, out_layout, "image" if out_layout == "IMAGE" else out_dtype)
     out.update(range=[0.0, 255.0] if out_layout == "IMAGE" else [0.0, 1.0])
     return {
@@ -107,6 +113,14 @@ def build_contract(record: dict, spec, artifact: Path) -> dict:
         "input": inp,
         "output": out,
     }
+
+
+def _tflite_input_quantization(path: Path) -> dict:
+    from toolkit.errors import require
+
+    detail = require("ai_edge_litert.interpreter", "tflite").Interpreter(model_path=str(path)).get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    return {"scale": float(scale), "zero_point": int(zero_point)}
 
 
 def write_contract(record: dict, spec, artifact: str | Path | None = None) -> Path:
@@ -192,7 +206,11 @@ def _tflite_facts(path: Path) -> dict:
         shape = [int(d) for d in detail["shape"]]
         signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
         shape = [None if s < 0 else d for d, s in zip(shape, signature)]
-        return _facts(detail["name"], shape, detail["dtype"].__name__)
+        facts = _facts(detail["name"], shape, detail["dtype"].__name__)
+        scale, zero_point = detail["quantization"]
+        if scale:
+            facts["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+        return facts
 
     inputs = [one(d) for d in interp.get_input_details()]
     outputs = [one(d) for d in interp.get_output_details()]
@@ -273,6 +291,9 @@ def check_contract(contract: dict, facts: dict) -> list[str]:
         for key in ("layout", "dtype"):
             if got[key] is not None and declared[key] != got[key]:  # None: the artifact does not declare it
                 problems.append(f"{role} {key}: contract {declared[key]!r}, artifact {got[key]!r}")
+        if declared.get("quantization") != got.get("quantization"):
+            problems.append(f"{role} quantization: contract {declared.get('quantization')}, "
+                            f"artifact {got.get('quantization')}")
         if "color" in got and got["color"] != declared["color"]:
             problems.append(f"{role} color: contract {declared['color']!r}, artifact {got['color']!r}")
     inp, got = contract["input"], facts["inputs"][0] if len(facts["inputs"]) == 1 else None

@@ -19,7 +19,8 @@ import kotlin.math.roundToInt
  *   pre:  value = (pixel * scale - mean[c]) / std[c]        (pixel 0..255, RGB)
  *   post: pixel = clamp(round((value - range[0]) / (range[1] - range[0]) * 255), 0, 255)
  *
- * Layout NHWC (what the TFLite export uses) or NCHW; dtype float32.
+ * Layout NHWC (what the TFLite export uses) or NCHW; dtype float32, or int8 (TFLite int8 exports quantise the
+ * input: q = clamp(round(value / quantization.scale) + quantization.zero_point, -128, 127)). Output float32.
  */
 data class TensorContract(
     val name: String,
@@ -37,7 +38,10 @@ data class InputContract(
     val scale: Float,
     val mean: FloatArray,
     val std: FloatArray,
+    val quantization: Quantization?,   // present when dtype is int8
 )
+
+data class Quantization(val scale: Float, val zeroPoint: Int)
 
 data class ImageContract(
     val style: String,
@@ -73,7 +77,9 @@ data class ImageContract(
         else Bitmap.createScaledBitmap(fitted, width, height, true)
     }
 
-    fun inputBytes(height: Int, width: Int): Int = 4 * 3 * height * width
+    fun inputBytes(height: Int, width: Int): Int = (if (input.tensor.dtype == "int8") 1 else 4) * 3 * height * width
+
+    fun outputBytes(height: Int, width: Int): Int = 4 * 3 * height * width
 
     /** ARGB bitmap of (height, width) -> float32 tensor in `buffer` (direct, native order), per the contract. */
     fun preprocess(bitmap: Bitmap, buffer: ByteBuffer, pixels: IntArray = IntArray(bitmap.width * bitmap.height)) {
@@ -83,6 +89,21 @@ data class ImageContract(
         bitmap.getPixels(pixels, 0, w, 0, 0, w, h)
         val a = FloatArray(3) { input.scale / input.std[it] }
         val b = FloatArray(3) { -input.mean[it] / input.std[it] }
+        val q = input.quantization
+        if (q != null) {  // int8: quantise the same values; index order follows the layout
+            buffer.rewind()
+            fun put(index: Int, value: Float) {
+                buffer.put(index, ((value / q.scale).roundToInt() + q.zeroPoint).coerceIn(-128, 127).toByte())
+            }
+            for (i in 0 until n) {
+                val p = pixels[i]
+                for (c in 0 until 3) {
+                    val v = ((p shr (16 - 8 * c)) and 0xFF) * a[c] + b[c]
+                    put(if (input.tensor.layout == "NHWC") 3 * i + c else c * n + i, v)
+                }
+            }
+            return
+        }
         val floats = buffer.order(ByteOrder.nativeOrder()).asFloatBuffer()
         floats.rewind()
         if (input.tensor.layout == "NHWC") {
@@ -142,12 +163,19 @@ data class ImageContract(
                     scale = inp.getDouble("scale").toFloat(),
                     mean = floats(inp.getJSONArray("mean")),
                     std = floats(inp.getJSONArray("std")),
+                    quantization = inp.optJSONObject("quantization")?.let {
+                        Quantization(it.getDouble("scale").toFloat(), it.getInt("zero_point"))
+                    },
                 ),
                 output = tensor(root.getJSONObject("output")),
             )
+            val inDtype = contract.input.tensor.dtype
+            require(inDtype == "float32" || (inDtype == "int8" && contract.input.quantization != null)) {
+                "input dtype $inDtype: this app feeds float32, or int8 with quantization parameters"
+            }
+            require(contract.output.dtype == "float32") { "output dtype ${contract.output.dtype}: expected float32" }
             for (t in listOf(contract.input.tensor, contract.output)) {
                 require(t.layout == "NHWC" || t.layout == "NCHW") { "${t.name}: layout ${t.layout} is not a tensor layout" }
-                require(t.dtype == "float32") { "${t.name}: dtype ${t.dtype}, this app feeds float32" }
                 require(t.color == "RGB") { "${t.name}: colour ${t.color}, this app feeds RGB" }
             }
             require(contract.input.dynamic || contract.input.sizes.isNotEmpty()) { "fixed-size input lists no sizes" }

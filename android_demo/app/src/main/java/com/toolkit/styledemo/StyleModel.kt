@@ -57,7 +57,7 @@ class StyleModel(context: Context, val contract: ImageContract, assetPath: Strin
         backend = name
         checkAgainstContract()
         input = ByteBuffer.allocateDirect(contract.inputBytes(h, w)).order(ByteOrder.nativeOrder())
-        output = ByteBuffer.allocateDirect(contract.inputBytes(h, w)).order(ByteOrder.nativeOrder())
+        output = ByteBuffer.allocateDirect(contract.outputBytes(h, w)).order(ByteOrder.nativeOrder())
         inPixels = IntArray(h * w)
         outPixels = IntArray(h * w)
     }
