@@ -300,3 +300,56 @@ def test_cli_stylizes_a_video_and_exits_2_on_existing_output(tmp_path, clip, tin
     assert probe(out).frames == 20
     assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+# --- temporal training loss -------------------------------------------------------------------------------------
+
+def test_temporal_loss_is_zero_for_a_motion_equivariant_net_and_positive_otherwise():
+    import torch
+
+    from toolkit.losses.temporal import TemporalLoss
+
+    x = torch.from_numpy(natural_image(32, 32, seed=2).transpose(2, 0, 1)).unsqueeze(0).repeat(2, 1, 1, 1)
+    loss = TemporalLoss(seed=0, noise_std=0.02)
+    identity = loss(lambda t: t, x, x, step=3)
+    assert float(identity["temporal_warp"]) < 1e-10            # identity commutes with any warp
+    assert float(identity["temporal_noise"]) == pytest.approx(0.02 ** 2, rel=0.3)  # it passes noise through
+    net = tiny_model()
+    with torch.no_grad():
+        per_frame = loss(net, x, net(x), step=3)
+    assert float(per_frame["temporal_warp"]) > 1e-6
+
+
+def test_temporal_loss_samples_deterministically_per_step_and_has_gradients():
+    import torch
+
+    from toolkit.losses.temporal import TemporalLoss
+
+    loss = TemporalLoss(seed=5)
+    assert torch.equal(loss.random_affine(3, loss.generator(7)), loss.random_affine(3, loss.generator(7)))
+    assert not torch.equal(loss.random_affine(3, loss.generator(7)), loss.random_affine(3, loss.generator(8)))
+    net = tiny_model().train()
+    x = torch.rand(2, 3, 32, 32)
+    out = loss(net, x, net(x), step=0)
+    out["temporal"].backward()
+    assert sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None) > 0
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_train_with_temporal_weight_logs_the_term(tmp_path, image_dir):
+    import json
+
+    from PIL import Image
+
+    from toolkit.config import LossConfig, TrainConfig
+    from toolkit.train import train
+
+    Image.fromarray((natural_image(48, 48, seed=9) * 255).astype(np.uint8)).save(tmp_path / "style.png")
+    loss = LossConfig(loss_net="random", style_layers=("relu1_1",), content_layers=("relu1_1",), temporal_weight=10.0)
+    cfg = TrainConfig(name="t", style_image=str(tmp_path / "style.png"), content_dir=str(image_dir), arch="tiny",
+                      steps=3, size=32, style_size=48, batch=2, workers=0, sample_every=0, checkpoint_every=3,
+                      loss=loss)
+    final = train(cfg, out_root=tmp_path / "runs", progress=False)
+    history = json.loads(final.with_suffix(".json").read_text())["history"]
+    assert len(history) == 3 and all(h["temporal"] > 0 for h in history)
+    assert all(h["total"] >= 10.0 * h["temporal"] for h in history)

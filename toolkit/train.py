@@ -208,6 +208,11 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         batch = batch.to(device, non_blocking=True)
         out = net(batch)
         losses = loss_fn(out, batch)
+        if cfg.loss.temporal_weight > 0:  # synthetic-motion stability (toolkit/losses/temporal.py), seeded per step
+            from toolkit.losses.temporal import TemporalLoss
+
+            losses.update(TemporalLoss(seed=cfg.seed)(net, batch, out, step * world + rank))
+            losses["total"] = losses["total"] + cfg.loss.temporal_weight * losses["temporal"]
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()
