@@ -22,6 +22,7 @@ COMMANDS = {  # name users type -> module
     "qat": "toolkit.commands.qat",
     "compare": "toolkit.commands.compare",
     "bench": "toolkit.commands.bench",
+    "eval-video": "toolkit.commands.eval_video",
 }
 
 
