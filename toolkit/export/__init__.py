@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 from toolkit import __version__
 from toolkit.config import to_dict
-from toolkit.errors import UserError, unknown
+from toolkit.errors import UserError, require, unknown
 from toolkit.export.base import ExportSpec, Runner, Size, Target
 from toolkit.fsutil import ensure_writable_dir, sha256_of, size_of
 
@@ -99,14 +99,15 @@ def artifact_metadata(model, spec: ExportSpec) -> dict[str, str]:
         "arch": json.dumps(to_dict(model.config), sort_keys=True),
         "target": spec.target,
         "precision": spec.precision,
-        "input_layout": "NHWC" if spec.target == "tflite" else "NCHW",
-        "input_range": "[0,1] float32 RGB",
-        "output_range": "[0,1] float32 RGB",
         "sizes": "dynamic" if not spec.sizes else ",".join(f"{h}x{w}" for h, w in spec.sizes),
         "stride": str(model.config.stride),
         "toolkit_version": __version__,
         "exporter": target.exporter,
     }
+    if spec.target != "coreml":  # CoreML's exporter describes its image input itself
+        layout = "NHWC" if spec.target == "tflite" else "NCHW"
+        meta.update(input_layout=layout, output_layout=layout, input_range="[0,1] float32 RGB",
+                    output_range="[0,1] float32 RGB")
     meta.update({k: str(v) for k, v in spec.metadata.items()})
     return meta
 
@@ -200,10 +201,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     if not path.exists():
         raise UserError(f"artifact {path} does not exist")
     module = _exporter(target)
-    reader = getattr(module, "read_metadata", None)
-    if reader is None:
-        raise UserError(f"the {target.name} exporter cannot read artifact metadata yet")
+    reader = getattr(module, "read_metadata", None) or _coreml_metadata
     return reader(path)
+
+
+def _coreml_metadata(path: Path) -> dict[str, str]:
+    if not (path / "Manifest.json").is_file():
+        raise UserError(f"artifact {path} is not an .mlpackage (no Manifest.json); re-export it")
+    ct = require("coremltools", "coreml")
+    try:
+        spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()
+    except Exception as exc:  # coremltools raises assorted types for a damaged package
+        raise UserError(f"artifact {path} is a damaged .mlpackage ({type(exc).__name__}); re-export it") from exc
+    return dict(spec.description.metadata.userDefined)
 
 
 def load_runner(path: str | Path, threads: int = 1, provider: str = "cpu") -> Runner:

@@ -31,8 +31,13 @@ class LiteRTRunner:
         inp = self.interpreter.get_input_details()[0]
         out = self.interpreter.get_output_details()[0]
         self._in, self._out = inp["index"], out["index"]
-        self.input_names = tuple(d["name"] for d in self.interpreter.get_input_details())
-        self.output_names = tuple(d["name"] for d in self.interpreter.get_output_details())
+        # int8 artifacts take/return quantised tensors (PT2E folds the I/O quantise ops): convert at the edges.
+        self._in_q = _quant(inp)
+        self._out_q = _quant(out)
+        # Names as the app sees them: the signature's keys (tensor names carry "serving_default_" decorations).
+        signature = next(iter(self.interpreter.get_signature_list().values()), {})
+        self.input_names = tuple(signature.get("inputs", ()))
+        self.output_names = tuple(signature.get("outputs", ()))
         _, h, w, _ = (int(v) for v in inp["shape"])
         self.sizes = ((h, w),)
 
@@ -41,10 +46,26 @@ class LiteRTRunner:
         if (h, w) != self.sizes[0]:
             raise UserError(f"this TFLite artifact takes {self.sizes[0][0]}x{self.sizes[0][1]} only, got {h}x{w}; "
                             "export one for this size with --size")
-        self.interpreter.set_tensor(self._in, np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float32))
+        x = x.transpose(0, 2, 3, 1)
+        if self._in_q:
+            scale, zero, dtype = self._in_q
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+        self.interpreter.set_tensor(self._in, np.ascontiguousarray(x, dtype=x.dtype if self._in_q else np.float32))
         self.interpreter.invoke()
         y = self.interpreter.get_tensor(self._out)
+        if self._out_q:
+            scale, zero, _ = self._out_q
+            y = (y.astype(np.float32) - zero) * scale
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def _quant(details: dict):
+    """(scale, zero_point, dtype) of a quantised I/O tensor, or None for float I/O."""
+    if details["dtype"] not in (np.int8, np.uint8):
+        return None
+    scale, zero = details["quantization"]
+    return float(scale), int(zero), details["dtype"]
 
 
 def load_runner(path: str | Path, threads: int = 1, provider: str = "cpu") -> LiteRTRunner:

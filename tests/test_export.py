@@ -1,0 +1,295 @@
+"""Export walks the FORMATS table: every preset x every target x fp32/fp16 passes parity in its own runtime.
+
+Nets are scaled-down copies of each preset (same knobs, narrower, fewer blocks) so conversions stay fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_ARCH, natural_image, tiny_model
+from toolkit.checkpoint import save_checkpoint
+from toolkit.cli import main
+from toolkit.errors import MissingBackendError, UserError
+from toolkit.export import (FORMATS, ExportSpec, artifact_path, export_artifact, load_runner, read_metadata)
+from toolkit.models import ARCHS, arch_config
+from toolkit.parity import TOLERANCES, ParityError, check_parity, parity_sizes_for
+
+SIZE = (32, 48)  # non-square catches H/W swaps; a multiple of every preset's stride
+FAST_PARITY = (SIZE, (48, 32))
+
+
+def mini(preset: str):
+    """The preset's knobs on a narrow, shallow trunk."""
+    cfg = arch_config(preset)
+    return dataclasses.replace(cfg, widths=tuple(max(4, w // 4) for w in cfg.widths),
+                               res_blocks=min(cfg.res_blocks, 2))
+
+
+def _export(model, target, precision, out: Path, style="t", sizes=None, **kw):
+    t = FORMATS[target]
+    sizes = sizes if sizes is not None else (() if t.dynamic_sizes else (SIZE,))
+    dest = artifact_path(out, style, target, precision, sizes[0] if sizes else None)
+    spec = ExportSpec(target=target, precision=precision, sizes=sizes, style=style, **kw)
+    return export_artifact(model, spec, dest, parity_sizes=None if sizes else FAST_PARITY), dest
+
+
+# --- the table ---------------------------------------------------------------------------------------------------
+
+def test_formats_table_drives_paths_tolerances_and_cli_help(capsys):
+    assert set(FORMATS) == {"onnx", "coreml", "tflite"}
+    for target in FORMATS.values():
+        assert target.precisions[:2] == ("fp32", "fp16")
+        for precision in target.precisions:
+            assert (target.name, precision) in TOLERANCES
+        assert artifact_path("out", "frost", target.name, "fp32").name == "frost" + target.suffix
+    assert artifact_path("out", "frost", "tflite", "fp16", (480, 640)) == Path("out/frost/frost.fp16.480x640.tflite")
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    help_text = capsys.readouterr().out
+    for target in FORMATS.values():
+        assert target.name in help_text and all(p in help_text for p in target.precisions)
+
+
+def test_parity_sizes_cover_fp16_safety_size_for_dynamic_artifacts():
+    assert (720, 1280) in parity_sizes_for((), "fp16", 8)
+    assert (720, 1280) not in parity_sizes_for((), "fp32", 8)
+    assert parity_sizes_for(((64, 96),), "fp16", 8) == ((64, 96),)
+
+
+# --- ONNX (fast) -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_fp32(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    record, dest = _export(tiny_model(), "onnx", "fp32", out, style="tiny")
+    return record, dest
+
+
+def test_onnx_fp32_parity_and_record(onnx_fp32):
+    record, dest = onnx_fp32
+    assert dest.is_file() and record["bytes"] == dest.stat().st_size and len(record["sha256"]) == 64
+    assert record["parity"]["max_abs"] <= 1e-4
+    assert set(record["parity"]["sizes"]) == {"32x48", "48x32"}
+    assert record["sizes"] == "dynamic"
+
+
+def test_onnx_metadata_round_trips(onnx_fp32):
+    _, dest = onnx_fp32
+    meta = read_metadata(dest)
+    assert meta["style"] == "tiny" and meta["precision"] == "fp32" and meta["target"] == "onnx"
+    assert json.loads(meta["arch"]) == json.loads(json.dumps(dataclasses.asdict(TINY_ARCH)))
+    assert meta["input_layout"] == "NCHW" and meta["stride"] == "4" and meta["sizes"] == "dynamic"
+
+
+def test_onnx_dynamic_artifact_runs_any_multiple_of_stride(onnx_fp32):
+    _, dest = onnx_fp32
+    runner = load_runner(dest)
+    assert runner.sizes == () and runner.output_names == ("stylized",)
+    x = natural_image(36, 20).transpose(2, 0, 1)[None]
+    with torch.no_grad():
+        ref = tiny_model()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(runner(x), ref, atol=1e-4)
+
+
+def test_parity_miss_names_output_and_numbers(onnx_fp32):
+    _, dest = onnx_fp32
+    other = tiny_model(seed=1)
+    with pytest.raises(ParityError, match=r"output 'stylized' at 32x48: max_abs [0-9.e-]+ > 0.0001"):
+        check_parity(other, dest, "onnx", "fp32", [SIZE])
+
+
+@pytest.mark.slow
+def test_parity_failure_leaves_no_file(tmp_path, monkeypatch):
+    from toolkit import parity
+
+    monkeypatch.setitem(parity.TOLERANCES, ("onnx", "fp32"), parity.Tolerance(max_abs=0.0))
+    dest = artifact_path(tmp_path, "t", "onnx", "fp32")
+    with pytest.raises(ParityError, match="max_abs"):
+        export_artifact(tiny_model(), ExportSpec(target="onnx", style="t"), dest, parity_sizes=(SIZE,))
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+def test_onnx_fp16_passes_at_720x1280(tmp_path, onnx_fp32):
+    """The fp16 safety size: instance-norm statistics over a big frame must not overflow."""
+    dest = artifact_path(tmp_path, "t", "onnx", "fp16")
+    record = export_artifact(tiny_model(), ExportSpec(target="onnx", precision="fp16", style="t"), dest)
+    assert set(record["parity"]["sizes"]) == {"256x256", "240x320", "720x1280"}
+    assert record["parity"]["min_psnr_db"] >= 45
+    assert read_metadata(dest)["precision"] == "fp16"
+    assert record["bytes"] < onnx_fp32[0]["bytes"]
+
+
+def test_missing_provider_is_a_clear_error(onnx_fp32):
+    _, dest = onnx_fp32
+    with pytest.raises(MissingBackendError, match="onnxruntime-gpu"):
+        load_runner(dest, provider="cuda")
+
+
+# --- CLI: export, manifest, validate, bad input -------------------------------------------------------------------
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return save_checkpoint(tmp_path / "tiny.safetensors", tiny_model(), {"name": "tiny"})
+
+
+def _cli_export(ckpt, out, *extra):
+    return main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--size", "32x48", *extra])
+
+
+def test_cli_export_writes_manifest_and_validate_passes(ckpt, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert _cli_export(ckpt, out, "--target", "onnx") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["artifacts"]["tiny/tiny.32x48.onnx"]
+    assert entry["sha256"] and entry["bytes"] > 0 and entry["target"] == "onnx" and entry["precision"] == "fp32"
+    assert entry["sizes"] == [[32, 48]] and entry["parity"]["max_abs"] <= 1e-4 and entry["toolkit_version"]
+    assert not [p for p in out.rglob("*.tmp")]
+    assert "tiny/tiny.32x48.onnx" in capsys.readouterr().out  # the summary table
+    # same checkpoint -> same bytes; the manifest keeps one entry per file
+    assert _cli_export(ckpt, out, "--target", "onnx") == 0
+    again = json.loads((out / "manifest.json").read_text())
+    assert again["artifacts"]["tiny/tiny.32x48.onnx"]["sha256"] == entry["sha256"]
+    assert list(again["artifacts"]) == ["tiny/tiny.32x48.onnx"]
+    assert main(["validate", str(out / "tiny/tiny.32x48.onnx"), "--checkpoint", str(ckpt)]) == 0
+    assert "parity ok" in capsys.readouterr().out
+    other = save_checkpoint(tmp_path / "other.safetensors", tiny_model(seed=3), {"name": "tiny"})
+    assert main(["validate", str(out / "tiny/tiny.32x48.onnx"), "--checkpoint", str(other)]) == 2
+    assert "fails parity" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "onxx"], "did you mean 'onnx'"),
+    (["--precision", "fp61"], "did you mean 'fp16'"),
+    (["--target", "tflite", "--precision", "palettize4"], "tflite cannot export precision palettize4"),
+    (["--size", "30x48"], "not a positive multiple of the net's stride 4"),
+    (["--size", "big"], "is not HxW"),
+])
+def test_cli_bad_input_exits_2_and_writes_nothing(ckpt, tmp_path, capsys, args, message):
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"artifacts": {}, "format": "toolkit-manifest/1"}\n')
+    before = (out / "manifest.json").read_text()
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+    assert (out / "manifest.json").read_text() == before
+
+
+def test_cli_unwritable_out_dir(ckpt, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(blocker / "sub")]) == 2
+    assert "choose a writable path" in capsys.readouterr().err
+
+
+def test_cli_missing_backend_names_the_extra(ckpt, tmp_path, capsys, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "litert_torch" else real(name, *a))
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--target", "tflite"]) == 2
+    assert "pip install 'toolkit[tflite]'" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_parity_miss_in_cli_leaves_no_files_and_manifest_untouched(ckpt, tmp_path, capsys, monkeypatch):
+    from toolkit import parity
+
+    monkeypatch.setitem(parity.TOLERANCES, ("onnx", "fp16"), parity.Tolerance(psnr_db=500.0))
+    out = tmp_path / "exported"
+    # fp32 passes, then fp16 misses: neither file nor a manifest may appear
+    assert _cli_export(ckpt, out, "--precision", "fp32", "--precision", "fp16") == 2
+    assert "PSNR" in capsys.readouterr().err
+    assert [p for p in out.rglob("*") if p.name != ".manifest.json.lock"] == []
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx model at all" * 10])
+def test_validate_corrupt_artifact_exits_2(tmp_path, capsys, content):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(content)
+    assert main(["validate", str(bad)]) == 2
+    assert "re-export it" in capsys.readouterr().err
+
+
+def test_validate_corrupt_tflite_and_unknown_suffix(tmp_path, capsys):
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["validate", str(bad)]) == 2
+    assert "not a TFLite flatbuffer" in capsys.readouterr().err
+    other = tmp_path / "model.pt"
+    other.write_bytes(b"x")
+    assert main(["validate", str(other)]) == 2
+    assert "expected one of .onnx" in capsys.readouterr().err
+
+
+def test_int8_calibration_with_too_few_photos_says_how_many(image_dir, tmp_path):
+    with pytest.raises(UserError, match=r"at least 8 photos, found 4"):
+        _export(tiny_model(), "onnx", "int8", tmp_path, calibration=(str(image_dir),))
+    assert not (tmp_path / "t").exists() or list((tmp_path / "t").iterdir()) == []
+
+
+# --- the table walk (slow: real converters) -----------------------------------------------------------------------
+
+def _have(module):
+    return importlib.util.find_spec(module) is not None
+
+
+TARGET_BACKENDS = {"onnx": "onnxruntime", "tflite": "litert_torch", "coreml": "coremltools"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("target", list(FORMATS))
+@pytest.mark.parametrize("preset", ARCHS.names())
+def test_every_preset_target_precision_passes_parity(preset, target, precision, tmp_path):
+    if not _have(TARGET_BACKENDS[target]):
+        pytest.skip(f"{TARGET_BACKENDS[target]} is not installed (pip install 'toolkit[{FORMATS[target].extra}]')")
+    model = tiny_model(mini(preset))
+    sizes = (SIZE,)  # fixed size keeps the slowest converters (TFLite, CoreML) to one small shape
+    record, dest = _export(model, target, precision, tmp_path, style=preset, sizes=sizes)
+    tol = TOLERANCES[(target, precision)]
+    if tol.max_abs is not None:
+        assert record["parity"]["max_abs"] <= tol.max_abs
+    if tol.psnr_db is not None and record["parity"]["min_psnr_db"] is not None:
+        assert record["parity"]["min_psnr_db"] >= tol.psnr_db
+    meta = read_metadata(dest)
+    assert meta["style"] == preset and meta["precision"] == precision
+    assert json.loads(meta["arch"])["widths"] == list(model.config.widths)
+
+
+def _photos(tmp_path, n=8):
+    from PIL import Image
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    for i in range(n):
+        Image.fromarray((natural_image(48, 64, seed=10 + i) * 255).astype(np.uint8)).save(d / f"c{i}.png")
+    return (str(d),)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["onnx", "tflite"])
+def test_int8_keeps_psnr_above_30db(target, tmp_path):
+    if not _have(TARGET_BACKENDS[target]):
+        pytest.skip(f"{TARGET_BACKENDS[target]} is not installed")
+    record, dest = _export(tiny_model(), target, "int8", tmp_path, sizes=(SIZE,), calibration=_photos(tmp_path))
+    assert record["parity"]["min_psnr_db"] >= 30
+    assert read_metadata(dest)["precision"] == "int8"
+
+
+@pytest.mark.slow
+def test_tflite_is_nhwc_fixed_size_and_reproducible(tmp_path):
+    a, dest = _export(tiny_model(), "tflite", "fp32", tmp_path / "a")
+    b, _ = _export(tiny_model(), "tflite", "fp32", tmp_path / "b")
+    assert a["sha256"] == b["sha256"]
+    runner = load_runner(dest)
+    assert runner.sizes == (SIZE,) and runner.input_names == ("image",) and runner.output_names == ("stylized",)
+    assert tuple(runner.interpreter.get_input_details()[0]["shape"]) == (1, *SIZE, 3)
+    with pytest.raises(UserError, match="takes 32x48 only"):
+        runner(np.zeros((1, 3, 48, 32), np.float32))
