@@ -139,4 +139,5 @@ def test_browser_output_matches_onnxruntime_cpu(site):
         "ms_p50": round(bench["ms_p50"], 3), "ms_p90": round(bench["ms_p90"], 3), "fps": round(bench["fps"], 2),
         "what": "whole frame path: pre-process + session.run + post-process, median of runs after warm-up",
         "psnr_vs_onnxruntime_cpu_db": None if np.isinf(quality) else round(quality, 2),
+        "host_load_average_1m": round(os.getloadavg()[0], 2),  # shared 2-core machine: fps falls with the load
     })
