@@ -14,7 +14,7 @@ BLOCKS = ("residual", "bottleneck", "dwsep")
 PADDINGS = ("reflect", "zero")
 NORMS = ("instance", "batch", "none")
 UPSAMPLES = ("nearest", "bilinear", "transposed", "pixelshuffle", "conv_bilinear")
-HEADS = ("conv", "shuffle")
+HEADS = ("conv", "shuffle", "bilinear")
 OUTPUTS = ("sigmoid", "tanh", "clamp")
 
 
@@ -47,7 +47,9 @@ class ArchConfig:
     padding: str = "reflect"
     norm: str = "instance"
     upsample: str = "nearest"
-    head: str = "conv"               # conv at full res | shuffle: conv at 1/2 res to 12 ch + PixelShuffle(2)
+    head: str = "conv"               # conv at full res | shuffle: 1/2-res conv to 12 ch + PixelShuffle(2) |
+                                     # bilinear: bilinear x2 of the 1/2-res features, then a full-res conv to RGB
+    skip: bool = False               # add the stem's features into the up path at the same resolution (U-Net)
     output: str = "sigmoid"
 
     def __post_init__(self):
@@ -74,6 +76,8 @@ class ArchConfig:
                 f"arch down_stages={self.down_stages} needs {self.down_stages} or {self.down_stages + 1} widths, "
                 f"got {len(self.widths)}"
             )
+        if self.head == "bilinear" and not self.strided_stem:
+            raise UserError("arch head='bilinear' needs a strided stem (down_stages == len(widths))")
         if self.res_blocks < 0 or self.bottleneck_k < 1:
             raise UserError("arch res_blocks must be >= 0 and bottleneck_k >= 1")
 

@@ -13,7 +13,9 @@ class TransformerNet(nn.Module):
     """RGB [0,1] NCHW in -> RGB [0,1] NCHW out, same size. Sides must be multiples of `config.stride`.
 
     stem (stride 2 when down_stages == len(widths): early downsampling) -> stride-2 downs -> residual blocks at
-    the lowest resolution -> as many x2 up stages as downs -> head (full-res conv, or a 1/2-res conv + PixelShuffle).
+    the lowest resolution -> as many x2 up stages as downs -> head (full-res conv, a 1/2-res conv + PixelShuffle, or
+    bilinear x2 + full-res conv). With `skip`, the stem's features are added to the up path where the resolutions
+    meet, so fine texture follows the content instead of the lowest resolution's lattice.
     """
 
     def __init__(self, config: ArchConfig):
@@ -29,20 +31,31 @@ class TransformerNet(nn.Module):
         # Up path mirrors the widths; a strided stem adds one more up stage at widths[0].
         up_channels = list(reversed(w)) + ([w[0]] if cfg.strided_stem else [])
         pairs = list(zip(up_channels[:-1], up_channels[1:]))
-        if cfg.head == "shuffle":
+        if cfg.head in ("shuffle", "bilinear"):
             pairs = pairs[:-1]  # the head itself performs the last x2
         self.up = nn.Sequential(*[UpStage(a, b, cfg.upsample, pad, norm) for a, b in pairs])
         head_in = pairs[-1][1] if pairs else w[-1]
         if cfg.head == "shuffle":
             self.head = nn.Sequential(ConvLayer(head_in, 12, cfg.last_kernel, 1, pad), nn.PixelShuffle(2))
+        elif cfg.head == "bilinear":
+            self.head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"),
+                                      ConvLayer(head_in, 3, cfg.last_kernel, 1, pad))
         else:
             self.head = ConvLayer(head_in, 3, cfg.last_kernel, 1, pad)
         self.activation = OutputActivation(cfg.output)
+        # index of the up stage whose output has the stem's resolution and width (None: no skip)
+        self.skip_at = len(self.down) - 1 if cfg.skip else None
+        if cfg.skip and not 0 <= self.skip_at < len(self.up):
+            self.skip_at = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.down(self.stem(x))
-        x = self.res(x)
-        return self.activation(self.head(self.up(x)))
+        stem = self.stem(x)
+        x = self.res(self.down(stem))
+        for i, stage in enumerate(self.up):
+            x = stage(x)
+            if i == self.skip_at:
+                x = x + stem
+        return self.activation(self.head(x))
 
 
 def count_params(model: nn.Module) -> int:
