@@ -7,7 +7,8 @@ release with fp16 I/O and the constexpr weight-decompression ops.
 
 fp16 safety: instance norm is scale invariant, so before tracing an fp16 export the conv feeding each instance norm is
 rescaled by a power of two (exact in floating point) and its epsilon by the square, keeping the pre-norm activations
-(and their squares, which the variance needs) inside fp16 range at the sizes being exported. See `fp16_safe_copy`.
+(and their squares, which the variance needs) inside fp16 range. See `fp16_safe_copy`; the reference interpreter
+(toolkit.runtime.mil_interpreter) emulates fp16 and shows the overflow this prevents (tests/test_coreml.py).
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
                                                                       if s[0] % stride == 0 and s[1] % stride == 0)
     model = copy.deepcopy(model).eval().float()
     if precision != "fp32":
-        model = fp16_safe_copy(model, sizes)
-    example = torch.rand(1, 3, *sizes[0])
+        model = fp16_safe_copy(model)
+    # The graph has no size-dependent ops, so a small example traces it; the converter gets the real shapes.
+    example = torch.rand(1, 3, 8 * stride, 8 * stride)
     with torch.no_grad():
-        traced = torch.jit.trace(model, example)
+        traced = torch.jit.trace(model, example, check_trace=False)
     mlmodel = ct.convert(
         traced,
         inputs=[ct.ImageType(name=INPUT_NAME, shape=input_shape(ct, sizes), scale=1 / 255.0,
@@ -62,7 +64,7 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
         minimum_deployment_target=ct.target.iOS16,
     )
     mlmodel = compress(mlmodel, precision)
-    describe(mlmodel, model, spec, precision, sizes if spec.sizes else ())
+    describe(mlmodel, model, spec, precision, sizes)
     with tempfile.TemporaryDirectory(prefix="toolkit-coreml-") as tmp:
         saved = Path(tmp) / "model.mlpackage"  # coremltools insists on the suffix; the caller names `dest`
         mlmodel.save(str(saved))
@@ -116,30 +118,36 @@ def describe(mlmodel, model, spec: ExportSpec, precision: str, sizes: Tuple[Size
         "description", f"Style transfer '{spec.style}': RGB image in, stylised RGB out (NCHW float32 in [0, 1])."))
     mlmodel.license = str(spec.metadata.get("license", "see the style's license"))
     mlmodel.version = str(spec.metadata.get("version", __version__))
-    meta = {key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            for key, value in spec.metadata.items()}
-    meta.update({
+    meta = {
         "style": spec.style,
         "arch": json.dumps(to_dict(model.config), sort_keys=True),
         "toolkit_version": __version__,
+        "target": "coreml",
         "precision": precision,
-        "sizes": json.dumps([list(s) for s in sizes]),  # [] = the camera sizes enumerated in the spec
-        "input_layout": f"{INPUT_NAME}: RGB image, 0..255, scaled by 1/255 inside the model",
-        "output_layout": f"{OUTPUT_NAME}: NCHW float in [0, 1]",
+        "sizes": ",".join(f"{h}x{w}" for h, w in sizes),
         "stride": str(model.config.stride),
-    })
+        "input_layout": "IMAGE",
+        "input_range": "RGB 0..255, scaled by 1/255 inside the model",
+        "output_layout": "NCHW",
+        "output_range": "[0,1] float RGB",
+    }
+    # The caller's metadata (toolkit.export.artifact_metadata) wins: it is the same for every target.
+    meta.update({key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+                 for key, value in spec.metadata.items()})
     mlmodel.user_defined_metadata.update(meta)
     mlmodel.input_description[INPUT_NAME] = "RGB image; sides must be multiples of the net's stride"
     mlmodel.output_description[OUTPUT_NAME] = "stylised image, NCHW float in [0, 1]"
 
 
 # ---------------------------------------------------------------------------------------------------- fp16 safety
-def fp16_safe_copy(model: nn.Module, sizes: Sequence[Size], limit: float = FP16_SAFE_ACTIVATION) -> nn.Module:
+def fp16_safe_copy(model: nn.Module, limit: float = FP16_SAFE_ACTIVATION) -> nn.Module:
     """A copy whose pre-instance-norm convs are scaled so their outputs stay below `limit` in magnitude.
 
     IN(s * y) with epsilon s^2 * eps equals IN(y) with eps exactly, and s is a power of two, so scaling the conv's
     weight and bias is exact too. The activation range is measured on a synthetic photo at the largest export size
-    (activations grow with the input's contrast, not much with its size) with a 4x margin.
+    on high-contrast probe images with a 4x margin. Pre-norm activations follow the input's local contrast, not
+    its size, so the probes are 256x256 whatever size is exported (a 720x1280 probe costs seconds on a phone-sized
+    CPU budget for no information).
     """
     model = copy.deepcopy(model)
     pairs = conv_norm_pairs(model)
@@ -149,9 +157,8 @@ def fp16_safe_copy(model: nn.Module, sizes: Sequence[Size], limit: float = FP16_
     hooks = [conv.register_forward_hook(
         lambda mod, _inp, out: peaks.__setitem__(id(mod), max(peaks[id(mod)], float(out.abs().max()))))
         for conv, _ in pairs]
-    h, w = max(sizes, key=lambda s: s[0] * s[1])
     with torch.no_grad():
-        for probe in probe_images(h, w):
+        for probe in probe_images(256, 256):
             model(probe)
     for hook in hooks:
         hook.remove()

@@ -416,6 +416,14 @@ def depth_to_space(op, x, block_size):
     return y.reshape(n, c // (b * b), h * b, w * b)
 
 
+@register("crop")
+def crop(op, x, crop_height, crop_width):
+    """Removes crop_height = [top, bottom] rows and crop_width = [left, right] columns."""
+    (top, bottom), (left, right) = (int(v) for v in crop_height), (int(v) for v in crop_width)
+    h, w = x.shape[-2:]
+    return x[..., top:h - bottom, left:w - right]
+
+
 @register("reshape")
 def reshape(op, x, shape):
     shape = [int(s) for s in np.asarray(shape).reshape(-1)]
