@@ -74,7 +74,8 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from toolkit.export import ExportSpec, artifact_path, export_artifact
+    from toolkit.export import CALIBRATED, ExportSpec, artifact_path, export_artifact
+    from toolkit.export.calibration import calibration_paths
     from toolkit.fsutil import ensure_writable_dir
     from toolkit.manifest import update_manifest
     from toolkit.zoo import load_style
@@ -84,6 +85,8 @@ def run(args) -> int:
     style = args.style or ckpt.name
     jobs = plan(args, model.config.stride)
     check_backends({j[0] for j in jobs})
+    if any(precision in CALIBRATED.get(target.name, ()) for target, precision, _ in jobs):
+        calibration_paths(args.calibration or ())
     out = ensure_writable_dir(args.out)
     # Everything is written into a staging folder first and moved into place only when every artifact passed, so a
     # failure leaves neither new files nor a changed manifest.

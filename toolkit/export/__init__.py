@@ -38,6 +38,7 @@ FORMATS: dict[str, Target] = {t.name: t for t in (
            description="TFLite via litert-torch, one file per fixed size, NHWC I/O; runs in ai-edge-litert"),
 )}
 
+CALIBRATED = {"onnx": ("int8",), "tflite": ("int8",)}  # static activation quantisation needs real photos
 RUNTIME_BY_SUFFIX = {t.suffix: t.runtimes[0] for t in FORMATS.values()}
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 
@@ -158,6 +159,10 @@ def export_artifact(model, spec: ExportSpec, dest: str | Path, check: bool = Tru
     dest = Path(dest)
     if dest.suffix != target.suffix:
         raise UserError(f"{dest} must end in {target.suffix} for target {target.name}")
+    if spec.precision in CALIBRATED.get(spec.target, ()):
+        from toolkit.export.calibration import calibration_paths
+
+        calibration_paths(spec.calibration)  # too few photos fails here, before a slow conversion
     model = model.eval()
     spec = dataclasses.replace(spec, metadata=artifact_metadata(model, spec))
     exporter = _exporter(target)
