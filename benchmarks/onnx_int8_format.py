@@ -12,6 +12,7 @@ Writes benchmarks/results/onnx_int8_format.{json,md}.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def main() -> None:
         row["speedup_vs_fp32"] = round(fp32 / row["p50_ms"], 3)
     int8 = [r for r in rows if r["format"]]
     best = min(int8, key=lambda r: r["p50_ms"])
-    data = {"source": source, "size": list(SIZE), "threads": 1, "runs": args.runs, "toolkit_version": __version__,
+    load = [round(v, 1) for v in os.getloadavg()]  # a busy machine inflates every number: say how busy it was
+    data = {"load_average_1_5_15min": load, "source": source, "size": list(SIZE), "threads": 1, "runs": args.runs, "toolkit_version": __version__,
             "rows": rows, "fastest_int8_format": best["format"]}
     RESULTS.mkdir(exist_ok=True)
     write_json(RESULTS / "onnx_int8_format.json", data)
@@ -64,7 +66,7 @@ def main() -> None:
              "| variant | bytes | p50 ms | p90 ms | fps | speed-up vs fp32 | PSNR dB vs torch |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['bytes']} | {r['p50_ms']} | {r['p90_ms']} | {r['fps']} | {r['speedup_vs_fp32']} "
               f"| {r['psnr_db_vs_torch']} |" for r in rows]
-    lines += ["", f"fastest int8 layout: **{best['format']}**"]
+    lines += ["", f"fastest int8 layout: **{best['format']}** (load average while measuring: {load})"]
     with atomic_path(RESULTS / "onnx_int8_format.md") as tmp_md:
         tmp_md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
