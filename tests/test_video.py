@@ -353,3 +353,36 @@ def test_train_with_temporal_weight_logs_the_term(tmp_path, image_dir):
     history = json.loads(final.with_suffix(".json").read_text())["history"]
     assert len(history) == 3 and all(h["temporal"] > 0 for h in history)
     assert all(h["total"] >= 10.0 * h["temporal"] for h in history)
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_on_a_two_minute_clip(tmp_path, torch_payload):
+    """1800 frames of 160x120 (~100 MB of RGB each way): parent RSS must not grow with the clip's length."""
+    import threading
+
+    src = make_clip(tmp_path / "long.mp4", n=1800, w=160, h=120, fps=15, audio=True)
+
+    def rss_mb() -> float:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        pytest.skip("no /proc/self/status here")
+
+    samples, done = [], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(rss_mb())
+            done.wait(0.1)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        stats = stylize_video(src, tmp_path / "out.mp4", payload=torch_payload, workers=2, progress=False)
+    finally:
+        done.set()
+        t.join()
+    assert stats["frames"] == 1800
+    assert probe(tmp_path / "out.mp4").duration == pytest.approx(120, abs=0.2)
+    settled = samples[len(samples) // 4]
+    assert max(samples[len(samples) // 4:]) - settled < 30, (settled, max(samples))
