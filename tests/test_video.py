@@ -386,3 +386,33 @@ def test_memory_stays_flat_on_a_two_minute_clip(tmp_path, torch_payload):
     assert probe(tmp_path / "out.mp4").duration == pytest.approx(120, abs=0.2)
     settled = samples[len(samples) // 4]
     assert max(samples[len(samples) // 4:]) - settled < 30, (settled, max(samples))
+
+
+def test_eval_video_reports_warping_errors_with_ground_truth_flow(tmp_path, tiny_checkpoint):
+    import json
+
+    from PIL import Image
+
+    from toolkit.cli import main
+
+    seq = tmp_path / "sintel" / "pan"
+    (seq / "gt" / "occlusions").mkdir(parents=True)
+    big = natural_image(60, 100, seed=4)
+    for i in range(1, 5):  # content moves 2 px right per frame
+        crop = big[:, 20 - 2 * i:84 - 2 * i]
+        Image.fromarray((crop * 255).astype(np.uint8)).save(seq / f"frame_{i:04d}.png")
+    flow = np.zeros((60, 64, 2), np.float32)
+    flow[..., 0] = 2.0  # frame2(x) = frame3(x + 2)
+    temporal.write_flo(seq / "gt" / "frame_0002.flo", flow)
+    occ = np.zeros((60, 64), np.uint8)
+    occ[:, -2:] = 255
+    Image.fromarray(occ).save(seq / "gt" / "occlusions" / "frame_0002.png")
+    out = tmp_path / "report"
+    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(tmp_path / "sintel"),
+                 "--clips", "-o", str(out)]) == 0
+    report = json.loads((out / "video_eval.json").read_text())
+    row = report["rows"][0]
+    assert row["content"] < 1e-8
+    assert row["tiny per-frame"] > 0 and row["tiny per-frame + stabilize"] >= 0
+    assert "| sintel/pan |" in (out / "video_eval.md").read_text()
+    assert Image.open(out / "video_strip.png").size[1] == 3 * 60  # content, per-frame, stabilised rows
