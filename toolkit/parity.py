@@ -32,8 +32,9 @@ class Tolerance:
         return " and ".join(parts)
 
 
-# Measured (see README "Export"): fp32 runs agree to ~1e-6 (onnxruntime, LiteRT); CoreML's reference interpreter
-# accumulates in a different order, so it gets 1e-3. Compressed precisions are judged by PSNR against float torch.
+# Measured: fp32 artifacts agree with torch to ~1e-6 in onnxruntime, LiteRT and the CoreML reference interpreter
+# (nano-like net, 32x48: 8.9e-7), so 1e-4 leaves two orders of margin. Compressed precisions are judged by PSNR
+# against the float torch model (fp16 measured 73-80 dB, int8 35-38 dB on nano-like nets).
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("onnx", "fp32"): Tolerance(max_abs=1e-4),
     ("onnx", "fp16"): Tolerance(psnr_db=45.0),
@@ -41,7 +42,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("tflite", "fp32"): Tolerance(max_abs=1e-4),
     ("tflite", "fp16"): Tolerance(psnr_db=45.0),
     ("tflite", "int8"): Tolerance(psnr_db=30.0),
-    ("coreml", "fp32"): Tolerance(max_abs=1e-3),
+    ("coreml", "fp32"): Tolerance(max_abs=1e-4),
     ("coreml", "fp16"): Tolerance(psnr_db=45.0),
     ("coreml", "int8"): Tolerance(psnr_db=30.0),
     ("coreml", "palettize6"): Tolerance(psnr_db=30.0),
