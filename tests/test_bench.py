@@ -296,3 +296,26 @@ def test_cli_artifact_that_will_not_load_exits_2(tmp_path, capsys):
 def test_cli_size_not_a_multiple_of_the_stride_exits_2(capsys):
     assert main(["bench", "--arch", "nano", "--sizes", "30x30", "--runs", "1", "--no-reference"]) == 2
     assert "multiple of the net's stride" in capsys.readouterr().err
+
+
+def test_style_benches_reuse_exported_artifacts_only_when_the_manifest_sha256_matches(tmp_path, monkeypatch,
+                                                                                      tiny_onnx):
+    import shutil
+
+    from toolkit.checkpoint import save_checkpoint
+    from toolkit.fsutil import sha256_of, write_json
+
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint(Path("runs/tiny/tiny.safetensors"), tiny_model(), {"name": "tiny"})
+    shipped = Path("exported/tiny/tiny.onnx")
+    shipped.parent.mkdir(parents=True)
+    shutil.copy(tiny_onnx, shipped)
+    write_json("exported/manifest.json", {"styles": {"tiny": {"artifacts": [
+        {"file": str(shipped), "target": "onnx", "precision": "fp32", "sha256": sha256_of(shipped)}]}}})
+    bench = _bench(tmp_path / "work", targets=("onnx",), reuse_exported=Path("exported"))
+    subject = Subject("tiny", "style", model=tiny_model())
+    assert bench._artifact(subject, "onnx", "fp32", None)[0] == shipped
+    assert bench.run([subject])[0].status == "ok"
+    write_json("exported/manifest.json", {"artifacts": [{"file": str(shipped), "sha256": "0" * 64}]})
+    fresh = _bench(tmp_path / "work2", targets=("onnx",), reuse_exported=Path("exported"))
+    assert fresh._reusable(subject, "onnx", "fp32", None) is None
