@@ -38,6 +38,11 @@ def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp create private (0600/0700) entries; give outputs the usual umask-based mode
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp.exists():
+            tmp.chmod((0o777 if is_dir else 0o666) & ~umask)
         if is_dir:
             old = dest.with_name(f".{dest.name}.old")
             if dest.exists():
