@@ -69,6 +69,7 @@ def main(argv=None) -> int:
         for plan in plans:
             rows += bench.run(subjects, plan)
             print(f"[{time.time() - t0:.0f}s] {len(rows)} rows", flush=True)
+            write_reports(rows, Path(args.out) / "latency.json", partial=True)  # a kill keeps what was measured
     gemm = {t: matmul_gmacs(t) for t in threads}
     host = host_info()
     summary = {
