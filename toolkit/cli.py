@@ -23,6 +23,7 @@ COMMANDS = {  # name users type -> module
     "compare": "toolkit.commands.compare",
     "bench": "toolkit.commands.bench",
     "eval-video": "toolkit.commands.eval_video",
+    "ship": "toolkit.commands.ship",
 }
 
 

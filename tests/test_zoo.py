@@ -1,0 +1,99 @@
+"""Shipped styles: the zoo, exported/ and its manifest agree with each other and with the files on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.fsutil import sha256_of, size_of
+from toolkit.paths import REPO_ROOT
+from toolkit.stylize import stylize_tensor
+from toolkit.zoo import load_style, shipped_styles
+from toolkit.zoo.ship import package_checkpoint, write_gallery
+
+from conftest import tiny_model
+
+EXPORTED = REPO_ROOT / "exported"
+
+
+def manifest() -> dict:
+    path = EXPORTED / "manifest.json"
+    if not path.is_file():
+        pytest.skip("exported/manifest.json is absent in this checkout")
+    return json.loads(path.read_text())
+
+
+def test_every_manifest_file_exists_with_its_sha256_and_size():
+    artifacts = manifest()["artifacts"]
+    assert artifacts
+    for rel, entry in artifacts.items():
+        path = EXPORTED / rel
+        assert path.exists(), rel
+        assert size_of(path) == entry["bytes"], rel
+        assert sha256_of(path) == entry["sha256"], rel
+
+
+def test_manifest_lists_every_zoo_style_with_all_required_artifacts():
+    data = manifest()
+    assert set(shipped_styles()) <= set(data["styles"])
+    for style in shipped_styles():
+        have = {(a["target"], a["precision"]) for a in data["artifacts"].values() if a["style"] == style}
+        for need in [("onnx", "fp32"), ("onnx", "int8"), ("coreml", "fp16"), ("coreml", "int8"), ("tflite", "fp32"),
+                     ("tflite", "int8")]:
+            assert need in have, (style, need)
+        record = data["styles"][style]
+        assert (EXPORTED / record["preview"]).is_file()
+        assert record["licence"] and record["style_source"]
+        if "quality" in record:  # measured when the eval photos were present at ship time
+            assert record["quality"]["mean"]["style_ratio_vs_content_image"] < 0.5
+
+
+def test_every_parity_record_passed():
+    for rel, entry in manifest()["artifacts"].items():
+        parity = entry.get("parity")
+        assert parity and parity.get("passed", True), rel
+
+
+def test_shipped_styles_load_from_the_package_and_change_the_image():
+    if not shipped_styles():
+        pytest.skip("no style shipped in toolkit/zoo yet")
+    x = torch.rand(1, 3, 64, 80)
+    for style in shipped_styles():
+        ckpt = load_style(style)
+        y = stylize_tensor(ckpt.model, x)
+        assert y.shape == x.shape
+        assert float((y - x).abs().mean()) > 0.02, style
+
+
+def test_packaged_checkpoint_keeps_the_weights_and_a_compact_training_record(tmp_path):
+    model = tiny_model()
+    history = [{"step": i, "total": 10.0 / i, "content": 1.0, "style": 1e-3, "tv": 0.1, "step_seconds": 2.0,
+                "loader_wait_fraction": 0.01} for i in range(1, 101)]
+    src = save_checkpoint(tmp_path / "run" / "s.safetensors", model,
+                          {"name": "s", "step": 100, "history": history,
+                           "train_config": {"arch": "tiny", "steps": 100, "style_image": "/x/s.png", "loss": {}}})
+    dest = package_checkpoint(src, "s", "a test pattern", "CC0", zoo_dir=tmp_path / "zoo")
+    packaged = load_checkpoint(dest)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, packaged.model.state_dict()[k])
+    assert "history" not in packaged.meta
+    assert packaged.meta["training"]["steps"] == 100
+    assert packaged.meta["training"]["wall_time_s"] == pytest.approx(200.0)
+    assert packaged.meta["training"]["final_losses"]["total"] == pytest.approx(np.mean([10.0 / i for i in
+                                                                                       range(81, 101)]))
+    assert "--arch tiny" in packaged.meta["train_command"]
+
+
+def test_gallery_has_a_row_per_artifact(tmp_path):
+    data = {"styles": {"s": {"arch": "tiny", "params": 10, "macs_480x640": 1e6, "style_source": "x", "licence": "y",
+                             "train_command": "toolkit train", "training": {"steps": 5, "wall_time_s": 60},
+                             "preview": "s/preview.png"}},
+            "artifacts": {f"s/s.{i}.onnx": {"style": "s", "target": "onnx", "precision": "fp32", "sizes": "dynamic",
+                                            "bytes": 1000, "parity": {"max_abs": 1e-6}} for i in range(3)}}
+    text = write_gallery(tmp_path, data).read_text()
+    assert text.count("| s/s.") == 3 and "![s](s/preview.png)" in text

@@ -1,0 +1,205 @@
+"""Ship a trained style: package it in the zoo, export every deployable artifact with parity, measure quality and
+speed, render previews, and describe it all in exported/manifest.json and exported/README.md.
+
+    toolkit ship --checkpoint runs/frost/frost.safetensors --style frost --source "..." --licence "..."
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
+from toolkit.flops import count_macs
+from toolkit.fsutil import atomic_path
+from toolkit.manifest import manifest_path, read_manifest
+from toolkit.models import count_params
+from toolkit.paths import shared_data
+from toolkit.stylize import stylize_tensor
+from toolkit.zoo import ZOO_DIR
+
+# What every shipped style carries (issue: ONNX fp32+int8 dynamic, CoreML fp16+int8 flexible, TFLite fp32+int8 at
+# the camera sizes).
+EXPORTS = (
+    ("onnx", ("fp32", "int8")),
+    ("coreml", ("fp16", "int8")),
+    ("tflite", ("fp32", "int8")),
+)
+PREVIEW_SIDE = 256
+
+
+def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir: Path = ZOO_DIR) -> Path:
+    """Copy a trained checkpoint into the zoo with a compact record of how it was trained (not the per-step log)."""
+    ckpt = load_checkpoint(src)
+    history = ckpt.meta.get("history", [])
+    last = history[-20:]
+    summary = {
+        "steps": ckpt.meta.get("step"),
+        "wall_time_s": round(sum(h.get("step_seconds", 0.0) for h in history), 1),
+        "final_losses": {k: float(np.mean([h[k] for h in last])) for k in ("total", "content", "style", "tv")
+                         if last and k in last[0]},
+        "loader_wait_fraction": history[-1].get("loader_wait_fraction") if history else None,
+    }
+    cfg = ckpt.meta.get("train_config", {})
+    loss = cfg.get("loss", {})
+    command = (f"toolkit train --style-image {Path(cfg.get('style_image', '?')).name} --name {style} "
+               f"--arch {cfg.get('arch')} --content-dir <photos> --steps {cfg.get('steps')} --size {cfg.get('size')} "
+               f"--batch {cfg.get('batch')} --lr {cfg.get('lr')} --style-weight {loss.get('style_weight')} "
+               f"--content-weight {loss.get('content_weight')} --tv-weight {loss.get('tv_weight')} "
+               f"--seed {cfg.get('seed')}")
+    meta = {"name": style, "train_config": cfg, "training": summary, "train_command": command,
+            "style_source": source, "licence": licence}
+    return save_checkpoint(zoo_dir / f"{style}.safetensors", ckpt.model, meta)
+
+
+def eval_photos(limit: int = 6) -> list[Path]:
+    folder = shared_data("content", "eval")
+    return list_images(folder)[:limit] if folder else []
+
+
+@torch.no_grad()
+def quality(model, style_image: Path, photos: list[Path], side: int = 384) -> dict:
+    """Style loss of each output vs the content photo's own (lower = more stylised) and content loss (structure)."""
+    from toolkit.config import LossConfig
+    from toolkit.losses import build_loss
+
+    loss = build_loss(LossConfig(), to_tensor(resize_long_side(load_rgb(style_image), 512)))
+    rows = []
+    for p in photos:
+        x = to_tensor(resize_long_side(load_rgb(p), side))
+        m = loss.measure(stylize_tensor(model, x), x)
+        rows.append({"photo": p.name, **m})
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("style", "content", "content_image_style")}
+    mean["style_ratio_vs_content_image"] = mean["style"] / max(mean["content_image_style"], 1e-12)
+    return {"per_photo": rows, "mean": mean, "side": side}
+
+
+@torch.no_grad()
+def render_preview(model, photos: list[Path], dest: Path, style_image: Path | None = None) -> Path:
+    """One row per photo: content | stylised (style image thumbnail first when given)."""
+    tiles = []
+    for p in photos:
+        x = to_tensor(resize_long_side(load_rgb(p), PREVIEW_SIDE))
+        y = stylize_tensor(model, x)
+        pair = np.concatenate([to_numpy(x), to_numpy(y)], axis=1)
+        canvas = np.ones((PREVIEW_SIDE, 2 * PREVIEW_SIDE, 3), np.float32)
+        canvas[: pair.shape[0], : pair.shape[1]] = pair[:PREVIEW_SIDE, : 2 * PREVIEW_SIDE]
+        tiles.append(canvas)
+    grid = np.concatenate(tiles, axis=0)
+    if style_image is not None:
+        thumb = resize_long_side(load_rgb(style_image), PREVIEW_SIDE)
+        strip = np.ones((PREVIEW_SIDE, grid.shape[1], 3), np.float32)
+        strip[: thumb.shape[0], : thumb.shape[1]] = thumb
+        grid = np.concatenate([strip, grid], axis=0)
+    return save_image(dest, grid)
+
+
+def bench_rows(files: list[Path]) -> list[dict]:
+    """fps at 480x640, 1 thread, onnxruntime CPU (+ speed-up vs johnson2016 measured in the same run)."""
+    from toolkit.cli import main as cli
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.json"
+        code = cli(["bench", *map(str, files), "--threads", "1", "--sizes", "480x640", "--runs", "15",
+                    "--json", str(out)])
+        if code != 0:
+            raise RuntimeError(f"toolkit bench exited {code}")
+        data = json.loads(out.read_text())
+    return data["rows"] if isinstance(data, dict) else data
+
+
+def export_all(style: str, out_dir: Path) -> None:
+    from toolkit.cli import main as cli
+
+    for target, precisions in EXPORTS:
+        args = ["export", "--style", style, "--target", target, "--out", str(out_dir)]
+        for p in precisions:
+            args += ["--precision", p]
+        code = cli(args)
+        if code != 0:
+            raise RuntimeError(f"toolkit export {target} exited {code}")
+
+
+def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: Path | None,
+         out_dir: Path = Path("exported"), skip_export: bool = False) -> dict:
+    package_checkpoint(checkpoint, style, source, licence)
+    ckpt = load_checkpoint(ZOO_DIR / f"{style}.safetensors")
+    model = ckpt.model.eval()
+    if not skip_export:
+        export_all(style, out_dir)
+    photos = eval_photos()
+    style_image = style_image or Path(ckpt.meta["train_config"].get("style_image", ""))
+    record = {
+        "arch": ckpt.meta["train_config"].get("arch"),
+        "params": count_params(model),
+        "macs_480x640": count_macs(model, 480, 640),
+        "macs_256x256": count_macs(model, 256, 256),
+        "style_source": source,
+        "licence": licence,
+        "train_command": ckpt.meta["train_command"],
+        "training": ckpt.meta["training"],
+    }
+    if photos:
+        record["preview"] = f"{style}/preview.png"
+        render_preview(model, photos, out_dir / style / "preview.png", style_image if style_image.is_file() else None)
+        if style_image.is_file():
+            record["quality"] = quality(model, style_image, photos)
+    onnx_files = [out_dir / style / f"{style}.onnx", out_dir / style / f"{style}.int8.onnx"]
+    existing = [f for f in onnx_files if f.exists()]
+    rows = bench_rows(existing) if existing else []
+    manifest = read_manifest(out_dir)
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        key = f"{style}/{Path(row['subject']).name}"
+        entry = manifest["artifacts"].get(key)
+        if entry is not None:
+            entry["bench"] = {k: row.get(k) for k in ("runtime", "provider", "threads", "height", "width", "fps",
+                                                      "p50_ms", "cpu_p50_ms", "speedup_vs_reference")}
+    record["fps_480x640_onnx_1thread"] = {Path(r["subject"]).name: r.get("fps") for r in rows
+                                          if r.get("status") == "ok"}
+    manifest.setdefault("styles", {})[style] = record
+    from toolkit.fsutil import write_json
+
+    write_json(manifest_path(out_dir), manifest)
+    write_gallery(out_dir, manifest)
+    return record
+
+
+def write_gallery(out_dir: Path, manifest: dict) -> Path:
+    """exported/README.md: previews and the table of sizes / fps / parity per style, generated from the manifest."""
+    lines = ["# Shipped styles", "",
+             "Generated by `toolkit ship` from `manifest.json` — do not edit by hand.", ""]
+    for style, rec in sorted(manifest.get("styles", {}).items()):
+        q = rec.get("quality", {}).get("mean", {})
+        lines += [f"## {style}", "", f"Style image: {rec['style_source']} — licence: {rec['licence']}.  ",
+                  f"Arch `{rec['arch']}`: {rec['params']:,} params, {rec['macs_480x640'] / 1e9:.2f} GMAC at 480x640. "
+                  f"Trained {rec['training'].get('steps')} steps in {rec['training'].get('wall_time_s', 0) / 60:.0f} "
+                  f"min: `{rec['train_command']}`", ""]
+        if q:
+            lines += [f"Quality on the eval photos: style loss {q['style']:.2e} vs {q['content_image_style']:.2e} for "
+                      f"the photos themselves ({q['style_ratio_vs_content_image']:.0%}), content loss "
+                      f"{q['content']:.2f}.", ""]
+        if rec.get("preview"):
+            lines += [f"![{style}]({rec['preview']})", ""]
+        lines += ["| file | target | precision | sizes | kB | parity (max abs / min PSNR dB) | fps 480x640 1 thread |",
+                  "|---|---|---|---|---|---|---|"]
+        for key, a in manifest["artifacts"].items():
+            if a.get("style") != style:
+                continue
+            p = a.get("parity") or {}
+            sizes = a["sizes"] if isinstance(a["sizes"], str) else ", ".join(f"{h}x{w}" for h, w in a["sizes"])
+            fps = a.get("bench", {}).get("fps")
+            lines.append(f"| {key} | {a['target']} | {a['precision']} | {sizes} | {a['bytes'] / 1e3:.0f} | "
+                         f"{p.get('max_abs', float('nan')):.2g} / {p.get('min_psnr_db') or 'inf'} | "
+                         f"{f'{fps:.1f}' if fps else '-'} |")
+        lines.append("")
+    dest = out_dir / "README.md"
+    with atomic_path(dest) as tmp:
+        tmp.write_text("\n".join(lines))
+    return dest
