@@ -11,6 +11,7 @@ import torch
 from toolkit.checkpoint import save_checkpoint
 from toolkit.config import ArchConfig
 from toolkit.models import TransformerNet, arch_config
+from toolkit.parity import synthetic_photo
 from toolkit.paths import shared_data
 
 TINY_ARCH = arch_config("tiny")
@@ -35,13 +36,7 @@ def tiny_checkpoint(tmp_path: Path) -> Path:
 
 def natural_image(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth synthetic 'photo' (gradients + blobs + edges), H x W x 3 float32 in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 7.0 + yy / 11.0)], axis=2)
-    for _ in range(6):
-        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, max(4, min(h, w) / 3))
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 1, 3)
-    return np.clip(img, 0, 1).astype(np.float32)
+    return synthetic_photo((h, w), seed, blobs=6)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import LossConfig, TrainConfig
 from toolkit.train import train
 
-from conftest import natural_image, tiny_model
+from conftest import tiny_model
 
 LOSS = LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",))
 

@@ -83,7 +83,7 @@ def parity_images(size: Size, count: int = 2) -> list[np.ndarray]:
     photos = sorted(p for p in eval_dir.iterdir() if p.is_file())[:count] if eval_dir else []
     if photos:
         return [fit_image(_decode(p), size) for p in photos]
-    return [fit_image(_generated(size, seed=i), size) for i in range(count)]
+    return [fit_image(synthetic_photo(size, seed=i), size) for i in range(count)]
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -107,13 +107,13 @@ def fit_image(rgb: np.ndarray, size: Size) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
 
 
-def _generated(size: Size, seed: int) -> np.ndarray:
-    """A smooth natural-looking image (gradients, blobs, edges) when no photos are available."""
+def synthetic_photo(size: Size, seed: int, blobs: int = 8) -> np.ndarray:
+    """A smooth natural-looking H x W x 3 image in [0, 1] (gradients, blobs, edges) when no photos are available."""
     rng = np.random.default_rng(seed)
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 7.0 + yy / 11.0)], axis=2)
-    for _ in range(8):
+    for _ in range(blobs):
         cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, max(4, min(h, w) / 3))
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 1, 3)
     return np.clip(img, 0, 1).astype(np.float32)

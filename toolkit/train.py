@@ -9,7 +9,6 @@ Run directory runs/<name>/:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from toolkit.checkpoint import Checkpoint, save_checkpoint
 from toolkit.config import TrainConfig
-from toolkit.data.images import list_images
 from toolkit.errors import UserError
 from toolkit.fsutil import sha256_of
-from toolkit.models.transformer_net import count_params
 
 MIN_IMAGES = 4  # fewer photos than one batch of crops gives Taylor scores / fine-tunes that fit a couple of images
+
+if TYPE_CHECKING:  # torch is imported only when a command runs, not when the CLI parses
+    from toolkit.checkpoint import Checkpoint
 
 
 def add_finetune_arguments(p) -> None:
@@ -49,6 +50,8 @@ def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
 
 
 def check_images(folder: str | Path, need: int = MIN_IMAGES) -> list[Path]:
+    from toolkit.data.images import list_images
+
     files = list_images(folder)
     if len(files) < need:
         raise UserError(f"{folder} has {len(files)} image(s); fine-tuning and Taylor importance need at least {need} "
@@ -77,6 +80,9 @@ def check_output(out: str | Path, checkpoint: str | Path) -> Path:
 def save_compressed(out: Path, model, source: Checkpoint, source_path: str | Path, compression: dict,
                     train_cfg: TrainConfig | None) -> Path:
     """A plain checkpoint (loads without torch-pruning) recording where it came from and what was done."""
+    from toolkit.checkpoint import save_checkpoint
+    from toolkit.models.transformer_net import count_params
+
     meta = {k: v for k, v in source.meta.items() if k not in ("format", "arch", "toolkit_version", "history")}
     meta["name"] = source.name
     if train_cfg is not None:

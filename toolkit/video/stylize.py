@@ -199,8 +199,6 @@ def _mp_context():
 
 def _run_local(payload, size, workers, threads, task_iter) -> Iterator[tuple]:
     """Results in input order from `workers` spawned processes; at most 4 x workers frames in flight."""
-    import multiprocessing as mp
-
     ctx = _mp_context()
     cap = 4 * workers
     tasks, results = ctx.Queue(maxsize=cap), ctx.Queue(maxsize=cap)
