@@ -293,3 +293,13 @@ def test_tflite_is_nhwc_fixed_size_and_reproducible(tmp_path):
     assert tuple(runner.interpreter.get_input_details()[0]["shape"]) == (1, *SIZE, 3)
     with pytest.raises(UserError, match="takes 32x48 only"):
         runner(np.zeros((1, 3, 48, 32), np.float32))
+
+
+def test_parity_checks_enumerated_artifacts_at_sizes_they_accept():
+    from toolkit.parity import accepted_sizes
+
+    camera = [(480, 640), (640, 480), (720, 1280), (256, 256)]
+    assert accepted_sizes([(256, 256), (240, 320)], ()) == [(256, 256), (240, 320)]
+    assert accepted_sizes([(256, 256)], camera) == [(256, 256)]
+    assert accepted_sizes([(256, 256), (240, 320), (720, 1280)], camera) == [(256, 256), (720, 1280)]
+    assert accepted_sizes([(240, 320)], [(480, 640), (720, 1280)]) == [(480, 640), (720, 1280)]

@@ -70,6 +70,20 @@ def parity_sizes_for(sizes: Sequence[Size], precision: str, stride: int) -> tupl
     return tuple((h // stride * stride, w // stride * stride) for h, w in DEFAULT_PARITY_SIZES + extra)
 
 
+def accepted_sizes(wanted: Sequence[Size], declared: Sequence[Size]) -> list[Size]:
+    """The wanted sizes an artifact accepts; an artifact with enumerated sizes (CoreML) that takes none of them is
+    checked at its smallest declared size and at its largest (where fp16 overflow shows)."""
+    wanted = [tuple(s) for s in wanted]
+    if not declared:
+        return wanted
+    declared = [tuple(s) for s in declared]
+    kept = [s for s in wanted if s in declared]
+    if len(kept) == len(wanted):
+        return kept
+    by_area = sorted(declared, key=lambda s: s[0] * s[1])
+    return list(dict.fromkeys(kept + [by_area[0], by_area[-1]]))
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
@@ -136,7 +150,7 @@ def check_parity(model, artifact_path: str | Path, target: str, precision: str, 
             failures.append(f"{kind} names {list(got)} != {list(expected)}")
     results: dict[str, dict] = {}
     model = model.eval()
-    for size in sizes:
+    for size in accepted_sizes(sizes, tuple(getattr(runner, "sizes", ()) or ())):
         key = f"{size[0]}x{size[1]}"
         worst_abs, worst_psnr = 0.0, math.inf
         for x in parity_images(tuple(size), images_per_size):

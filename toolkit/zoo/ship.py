@@ -151,7 +151,8 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
             record["quality"] = quality(model, style_image, photos)
     onnx_files = [out_dir / style / f"{style}.onnx", out_dir / style / f"{style}.int8.onnx"]
     existing = [f for f in onnx_files if f.exists()]
-    rows = bench_rows(existing) if existing else []
+    names = {f.name for f in existing}
+    rows = [r for r in (bench_rows(existing) if existing else []) if Path(r["subject"]).name in names]
     manifest = read_manifest(out_dir)
     for row in rows:
         if row.get("status") != "ok":
