@@ -16,7 +16,7 @@ import torch
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
 from toolkit.flops import count_macs
-from toolkit.fsutil import atomic_path
+from toolkit.fsutil import atomic_path, write_json
 from toolkit.manifest import manifest_path, read_manifest
 from toolkit.models import count_params
 from toolkit.paths import shared_data
@@ -165,8 +165,6 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
     record["fps_480x640_onnx_1thread"] = {Path(r["subject"]).name: r.get("fps") for r in rows
                                           if r.get("status") == "ok"}
     manifest.setdefault("styles", {})[style] = record
-    from toolkit.fsutil import write_json
-
     write_json(manifest_path(out_dir), manifest)
     write_gallery(out_dir, manifest)
     return record
