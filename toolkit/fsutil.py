@@ -26,38 +26,26 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; on success rename it over `dest`, on failure delete it."""
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield `<staging dir beside dest>/<dest.name>` (writers see the real name and suffix); on success rename what
+    was written there, a file or a directory (.mlpackage, frame folders), over `dest`; always delete the staging dir.
+    """
     dest = Path(dest)
     ensure_writable_dir(dest.parent)
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp" + dest.suffix, dir=dest.parent)
-        os.close(fd)
-        tmp = Path(name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
+        tmp = staging / dest.name
         yield tmp
-        # mkstemp/mkdtemp create private (0600/0700) entries; give outputs the usual umask-based mode
-        umask = os.umask(0)
-        os.umask(umask)
-        if tmp.exists():
-            tmp.chmod((0o777 if is_dir else 0o666) & ~umask)
-        if is_dir:
-            old = dest.with_name(f".{dest.name}.old")
+        if not tmp.exists():
+            raise UserError(f"nothing was written for {dest}")
+        if tmp.is_dir():
             if dest.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                dest.rename(old)
+                dest.rename(staging / ".old")
             tmp.rename(dest)
-            shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_json(dest: str | os.PathLike, data) -> None:

@@ -7,21 +7,17 @@ artifact in its own runtime.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from toolkit import __version__
 from toolkit.config import to_dict
 from toolkit.errors import UserError, require, unknown
 from toolkit.export.base import ExportSpec, Runner, Size, Target
-from toolkit.fsutil import ensure_writable_dir, sha256_of, size_of
+from toolkit.fsutil import atomic_path, sha256_of, size_of
 
 CAMERA_SIZES: tuple[Size, ...] = ((480, 640), (640, 480), (256, 256))
 
@@ -123,28 +119,6 @@ def _exporter(target: Target):
             from exc
 
 
-@contextlib.contextmanager
-def staged_artifact(dest: Path) -> Iterator[Path]:
-    """Yield `<staging dir>/<dest.name>` beside `dest` (exporters see the real name and suffix); rename it over
-    `dest` on success, delete the staging dir on failure. Works for files and for package dirs (.mlpackage)."""
-    ensure_writable_dir(dest.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
-        tmp = staging / dest.name
-        yield tmp
-        if not tmp.exists():
-            raise UserError(f"the exporter wrote nothing for {dest}")
-        if tmp.is_dir():
-            old = staging / ".old"
-            if dest.exists():
-                dest.rename(old)
-            tmp.rename(dest)
-        else:
-            os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def export_artifact(model, spec: ExportSpec, dest: str | Path, check: bool = True,
                     parity_sizes: tuple[Size, ...] | None = None) -> dict:
     """Write one artifact atomically (+ its contract sidecar), prove parity when `check`, return its record.
@@ -167,7 +141,7 @@ def export_artifact(model, spec: ExportSpec, dest: str | Path, check: bool = Tru
     spec = dataclasses.replace(spec, metadata=artifact_metadata(model, spec))
     exporter = _exporter(target)
     parity = None
-    with staged_artifact(dest) as tmp:
+    with atomic_path(dest) as tmp:
         exporter.export(model, spec, tmp)
         if check:
             from toolkit.parity import check_parity, parity_sizes_for

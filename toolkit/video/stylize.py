@@ -363,7 +363,7 @@ def stylize_video(src: str | os.PathLike, dest: str | os.PathLike, model=None, *
 
         bar = tqdm(total=info.frames or None, desc=f"stylize {src.name}", unit="frame", dynamic_ncols=True)
     t0 = time.perf_counter()
-    with atomic_path(dest, is_dir=not is_video_path(dest)) as tmp:
+    with atomic_path(dest) as tmp:
         writer = VideoWriter(tmp, info)
         try:
             for index, styled, flow, mask, pts in results:
