@@ -1,7 +1,7 @@
-"""Training throughput per preset: images/s at 256x256 (batch 4, VGG19 loss) and the fraction of step time spent
-waiting for data. Not a test: writes benchmarks/results/train_throughput.{json,md}.
+"""Training throughput per preset and loss-encoder precision: images/s at 256x256 (batch 4, VGG19 loss) and the
+fraction of step time spent waiting for data. Not a test: writes benchmarks/results/train_throughput.{json,md}.
 
-    python benchmarks/train_throughput.py [--steps 6] [--workers 2] [--archs nano,caffe2go]
+    python benchmarks/train_throughput.py [--steps 6] [--workers 2] [--archs nano,caffe2go] [--precisions fp32,bf16]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toolkit.config import TrainConfig
+from toolkit.config import LossConfig, TrainConfig
 from toolkit.models import ARCHS
 from toolkit.paths import shared_data
 from toolkit.train import train
@@ -23,15 +23,16 @@ from toolkit.train import train
 OUT = Path(__file__).resolve().parent / "results"
 
 
-def measure(arch: str, steps: int, workers: int, style: Path, content: Path) -> dict:
+def measure(arch: str, precision: str, steps: int, workers: int, style: Path, content: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(name=arch, style_image=str(style), content_dir=str(content), arch=arch, steps=steps,
-                          size=256, batch=4, workers=workers, sample_every=0, checkpoint_every=steps)
+                          size=256, batch=4, workers=workers, sample_every=0, checkpoint_every=steps,
+                          loss=LossConfig(encoder_precision=precision))
         final = train(cfg, out_root=tmp, progress=False)
         history = json.loads(final.with_suffix(".json").read_text())["history"]
     timed = history[1:] or history  # step 1 pays for start-up
     step_s = float(np.median([h["step_seconds"] for h in timed]))
-    return {"arch": arch, "images_per_s": 4 / step_s, "step_seconds_p50": step_s,
+    return {"arch": arch, "encoder_precision": precision, "images_per_s": 4 / step_s, "step_seconds_p50": step_s,
             "loader_wait_fraction": history[-1]["loader_wait_fraction"], "steps": steps, "workers": workers}
 
 
@@ -40,17 +41,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--archs", default=",".join(a for a in ARCHS if a != "tiny"))
+    ap.add_argument("--precisions", default="fp32,bf16", help="loss-encoder precisions (toolkit train "
+                    "--encoder-precision)")
     args = ap.parse_args()
     style, content = shared_data("styles", "frost.png"), shared_data("content", "train")
     if style is None or content is None:
         raise SystemExit("needs ../shared/data (styles/frost.png, content/train); set TOOLKIT_DATA")
-    rows = [measure(a, args.steps, args.workers, style, content) for a in args.archs.split(",")]
+    rows = [measure(a, p, args.steps, args.workers, style, content)
+            for a in args.archs.split(",") for p in args.precisions.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or
             platform.machine()}
     (OUT / "train_throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["| arch | images/s (256², batch 4) | s/step (p50) | loader wait |", "|---|---|---|---|"]
-    lines += [f"| {r['arch']} | {r['images_per_s']:.2f} | {r['step_seconds_p50']:.2f} | "
+    lines = ["| arch | loss encoder | images/s (256², batch 4) | s/step (p50) | loader wait |", "|---|---|---|---|---|"]
+    lines += [f"| {r['arch']} | {r['encoder_precision']} | {r['images_per_s']:.2f} | {r['step_seconds_p50']:.2f} | "
               f"{r['loader_wait_fraction']:.1%} |" for r in rows]
     (OUT / "train_throughput.md").write_text(
         f"Training throughput ({meta['threads']} torch threads, {args.workers} loader workers, torch "

@@ -138,3 +138,28 @@ def test_perceptual_loss_prefers_the_style_image_itself():
     parts = loss(content, content)
     total = loss.content_weight * parts["content"] + loss.style_weight * parts["style"] + loss.tv_weight * parts["tv"]
     assert torch.allclose(parts["total"], total)
+
+
+def test_bf16_encoder_keeps_the_losses_and_their_gradient_within_a_percent():
+    with pytest.warns(UserWarning):
+        enc = load_vgg(TAPS, net="random")
+    torch.manual_seed(0)
+    style, content = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    grads, values = {}, {}
+    for precision in ("fp32", "bf16"):
+        loss = PerceptualLoss(enc, style, ["relu3_1"], TAPS, encoder_precision=precision)
+        output = (content * 0.5 + 0.25).requires_grad_()
+        parts = loss(output, content)
+        parts["total"].backward()
+        grads[precision], values[precision] = output.grad, parts
+        assert all(v.dtype == torch.float32 for v in parts.values())
+    for key in ("content", "style"):
+        assert float(values["bf16"][key]) == pytest.approx(float(values["fp32"][key]), rel=0.01)
+    assert torch.nn.functional.cosine_similarity(grads["bf16"].flatten(), grads["fp32"].flatten(), 0) > 0.99
+
+
+def test_unknown_encoder_precision_is_refused():
+    with pytest.warns(UserWarning):
+        enc = load_vgg(TAPS, net="random")
+    with pytest.raises(ValueError, match="fp16.*bf16"):
+        PerceptualLoss(enc, torch.rand(1, 3, 32, 32), ["relu3_1"], TAPS, encoder_precision="fp16")

@@ -102,6 +102,7 @@ class LossConfig:
     style_weight: float = 1e4
     tv_weight: float = 0.5
     temporal_weight: float = 0.0
+    encoder_precision: str = "fp32"              # fp32 | bf16: the frozen VGG under bf16 autocast (losses stay fp32)
 
 
 @dataclass(frozen=True)

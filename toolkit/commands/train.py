@@ -26,6 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--sample-every", type=int, default=d.sample_every)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--loss-net", default=dl.loss_net, choices=["vgg19", "vgg16", "random"])
+    p.add_argument("--encoder-precision", default=dl.encoder_precision, choices=["fp32", "bf16"],
+                   help="run the frozen VGG in bf16 (about 1.8x faster steps on AVX512-BF16 CPUs and GPUs)")
     p.add_argument("--loss-weights", help="VGG weights file (safetensors, or a torchvision .pth state dict)")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
@@ -45,7 +47,8 @@ def run(args) -> int:
     if args.size % 16:
         raise UserError(f"--size {args.size} must be a multiple of 16")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
-                      style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight)
+                      style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
+                      encoder_precision=args.encoder_precision)
     cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,
                       seed=args.seed, workers=args.workers, sample_every=args.sample_every,
