@@ -12,7 +12,7 @@ import pytest
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 
-from conftest import natural_image, tiny_model  # noqa: E402
+from conftest import natural_image, require_shared, tiny_model  # noqa: E402
 from toolkit.errors import UserError  # noqa: E402
 from toolkit.video import FrameStylizer, make_payload, probe, read_frames, stylize_video  # noqa: E402
 from toolkit.video import temporal  # noqa: E402
@@ -388,6 +388,24 @@ def test_memory_stays_flat_on_a_two_minute_clip(tmp_path, torch_payload):
     assert max(samples[len(samples) // 4:]) - settled < 30, (settled, max(samples))
 
 
+def _panning_sintel(root: Path) -> Path:
+    """A Sintel-layout sequence whose content moves 2 px right per frame, with its exact flow and occlusions."""
+    from PIL import Image
+
+    seq = root / "pan"
+    (seq / "gt" / "occlusions").mkdir(parents=True)
+    big = natural_image(60, 100, seed=4)
+    for i in range(1, 5):
+        Image.fromarray((big[:, 20 - 2 * i:84 - 2 * i] * 255).astype(np.uint8)).save(seq / f"frame_{i:04d}.png")
+    flow = np.zeros((60, 64, 2), np.float32)
+    flow[..., 0] = 2.0  # frame2(x) = frame3(x + 2)
+    temporal.write_flo(seq / "gt" / "frame_0002.flo", flow)
+    occ = np.zeros((60, 64), np.uint8)
+    occ[:, -2:] = 255  # what enters at the right edge has no source
+    Image.fromarray(occ).save(seq / "gt" / "occlusions" / "frame_0002.png")
+    return root
+
+
 def test_eval_video_reports_warping_errors_with_ground_truth_flow(tmp_path, tiny_checkpoint):
     import json
 
@@ -395,20 +413,8 @@ def test_eval_video_reports_warping_errors_with_ground_truth_flow(tmp_path, tiny
 
     from toolkit.cli import main
 
-    seq = tmp_path / "sintel" / "pan"
-    (seq / "gt" / "occlusions").mkdir(parents=True)
-    big = natural_image(60, 100, seed=4)
-    for i in range(1, 5):  # content moves 2 px right per frame
-        crop = big[:, 20 - 2 * i:84 - 2 * i]
-        Image.fromarray((crop * 255).astype(np.uint8)).save(seq / f"frame_{i:04d}.png")
-    flow = np.zeros((60, 64, 2), np.float32)
-    flow[..., 0] = 2.0  # frame2(x) = frame3(x + 2)
-    temporal.write_flo(seq / "gt" / "frame_0002.flo", flow)
-    occ = np.zeros((60, 64), np.uint8)
-    occ[:, -2:] = 255
-    Image.fromarray(occ).save(seq / "gt" / "occlusions" / "frame_0002.png")
     out = tmp_path / "report"
-    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(tmp_path / "sintel"),
+    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(_panning_sintel(tmp_path / "s")),
                  "--clips", "-o", str(out)]) == 0
     report = json.loads((out / "video_eval.json").read_text())
     row = report["rows"][0]
@@ -416,3 +422,34 @@ def test_eval_video_reports_warping_errors_with_ground_truth_flow(tmp_path, tiny
     assert row["tiny per-frame"] > 0 and row["tiny per-frame + stabilize"] >= 0
     assert "| sintel/pan |" in (out / "video_eval.md").read_text()
     assert Image.open(out / "video_strip.png").size[1] == 3 * 60  # content, per-frame, stabilised rows
+    assert "pass --style-image" in (out / "video_eval.md").read_text()  # tiny has no style image on record
+
+
+def test_eval_video_reports_the_style_loss_change_of_stabilising(tmp_path, tiny_checkpoint):
+    import json
+
+    from PIL import Image
+
+    from toolkit.cli import main
+
+    require_shared("weights", "vgg19_normalised_to_relu3_1.safetensors")
+    style = tmp_path / "style.png"
+    Image.fromarray((natural_image(64, 64, seed=9)[..., ::-1] * 255).astype(np.uint8)).save(style)
+    out = tmp_path / "report"
+    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(_panning_sintel(tmp_path / "s")),
+                 "--clips", "--style-image", str(style), "-o", str(out)]) == 0
+    row = json.loads((out / "video_eval.json").read_text())["rows"][0]
+    losses = row["style_loss"]
+    assert set(losses) == {"tiny per-frame", "tiny per-frame + stabilize"}
+    assert all(v > 0 for v in losses.values())
+    assert row["stabilize_style_change"] == pytest.approx(
+        losses["tiny per-frame + stabilize"] / losses["tiny per-frame"] - 1)
+    assert "stabilize style change" in (out / "video_eval.md").read_text()
+
+
+def test_eval_video_refuses_a_missing_style_image(tmp_path, tiny_checkpoint, capsys):
+    from toolkit.cli import main
+
+    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(_panning_sintel(tmp_path / "s")),
+                 "--clips", "--style-image", str(tmp_path / "nope.png"), "-o", str(tmp_path / "r")]) == 2
+    assert "--style-image" in capsys.readouterr().err

@@ -16,6 +16,8 @@ def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=24, help="frames per real clip (default 24)")
     p.add_argument("--size", type=int, help="run the net at this long side")
     p.add_argument("--stabilize-weight", type=float, default=0.6)
+    p.add_argument("--style-image", help="style image for the style-loss columns (default: the one the checkpoint "
+                   "was trained on, looked up by name in ../shared/data/styles when its path is gone)")
     p.add_argument("-o", "--out", default="reports/video", help="report folder (default reports/video)")
 
 
@@ -82,6 +84,32 @@ def _variants(frames, stylizers, weight, flows):
     return out
 
 
+def _style_image(arg, ckpt):
+    """The style image for the style-loss columns: --style-image, the training path, or its name in shared data."""
+    from pathlib import Path
+
+    from toolkit.errors import UserError
+    from toolkit.paths import shared_data
+
+    if arg:
+        if not Path(arg).is_file():
+            raise UserError(f"--style-image {arg} does not exist")
+        return Path(arg)
+    trained = ckpt.meta.get("train_config", {}).get("style_image")
+    if not trained:
+        return None
+    return Path(trained) if Path(trained).is_file() else shared_data("styles", Path(trained).name)
+
+
+def _mean_style_loss(loss, frames, content):
+    """Mean unweighted Gram style loss of stylised frames (what the style-loss-within-10% goal compares)."""
+    import numpy as np
+
+    from toolkit.data.images import to_tensor
+
+    return float(np.mean([loss.measure(to_tensor(f), to_tensor(c))["style"] for f, c in zip(frames, content)]))
+
+
 def run(args) -> int:
     import json
     from pathlib import Path
@@ -106,6 +134,18 @@ def run(args) -> int:
     clips = [Path(c) for c in args.clips] if args.clips is not None else sorted(
         (shared_data("video", "clips") or Path("/nonexistent")).glob("*.mp4"))
     rows, strip = [], None
+    style_image = _style_image(args.style_image, ckpt)
+    loss = None
+    if style_image is not None:
+        from toolkit.config import LossConfig
+        from toolkit.data.images import load_rgb, resize_long_side, to_tensor
+        from toolkit.losses import build_loss
+
+        loss = build_loss(LossConfig(), to_tensor(resize_long_side(load_rgb(style_image), 512)))
+
+    def add_style(row, variants, frames):
+        if loss is not None:
+            row["style_loss"] = {k: _mean_style_loss(loss, v, frames) for k, v in variants.items()}
 
     for seq in sorted(p for p in (sintel.iterdir() if sintel and sintel.is_dir() else []) if p.is_dir()):
         pair = _gt_pair(seq)
@@ -117,6 +157,7 @@ def run(args) -> int:
         row = {"source": f"sintel/{seq.name}", "flow": "ground truth", "pairs": 1,
                "content": warping_error(frames[1], frames[2], gt_flow, gt_mask)}
         row.update({k: warping_error(v[1], v[2], gt_flow, gt_mask) for k, v in variants.items()})
+        add_style(row, {k: v[1:3] for k, v in variants.items()}, frames[1:3])
         rows.append(row)
         if strip is None:
             strip = [frames] + list(variants.values())
@@ -133,6 +174,7 @@ def run(args) -> int:
 
         row = {"source": clip.name, "flow": "DIS estimate", "pairs": len(frames) - 1, "content": mean_error(frames)}
         row.update({k: mean_error(v) for k, v in variants.items()})
+        add_style(row, variants, frames)
         rows.append(row)
         if strip is None:
             strip = [frames[:4]] + [v[:4] for v in variants.values()]
@@ -143,8 +185,11 @@ def run(args) -> int:
     base, stab = f"{ckpt.name} per-frame", f"{ckpt.name} per-frame + stabilize"
     for r in rows:
         r["stabilize_reduction"] = 1 - r[stab] / r[base] if r[base] > 0 else 0.0
+        if "style_loss" in r:
+            r["stabilize_style_change"] = r["style_loss"][stab] / r["style_loss"][base] - 1
     out = ensure_writable_dir(args.out)
-    report = {"style": ckpt.name, "size": args.size, "stabilize_weight": args.stabilize_weight,
+    report = {"style": ckpt.name, "size": args.size, "style_image": str(style_image) if style_image else None,
+              "stabilize_weight": args.stabilize_weight,
               "metric": "mean squared RGB difference in [0,1] between consecutive frames after warping, on "
                         "non-occluded pixels", "rows": rows}
     write_json(out / "video_eval.json", report)
@@ -154,6 +199,16 @@ def run(args) -> int:
     for r in rows:
         lines.append(f"| {r['source']} | {r['flow']} | {r['pairs']} | " + " | ".join(f"{r[n]:.5f}" for n in names)
                      + f" | {r['stabilize_reduction']:.0%} |")
+    if loss is not None:
+        styled = names[1:]
+        lines += ["", f"Gram style loss of the stylised frames vs {style_image.name} (lower = closer to the style; "
+                  "the goal allows the stabilised output at most +10%).", "",
+                  "| source | " + " | ".join(styled) + " | stabilize style change |", "|---|" + "---|" * len(styled) + "---|"]
+        for r in rows:
+            lines.append(f"| {r['source']} | " + " | ".join(f"{r['style_loss'][n]:.3e}" for n in styled)
+                         + f" | {r['stabilize_style_change']:+.1%} |")
+    else:
+        lines += ["", "(no style image found: pass --style-image for the style-loss columns)"]
     with atomic_path(out / "video_eval.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     from toolkit.data.images import save_image
