@@ -147,3 +147,24 @@ def test_bad_training_inputs_exit_2_with_one_line(tmp_path, style_png, image_dir
         res = run_cli(*args, "--out", tmp_path / "runs", cwd=tmp_path)
         assert res.returncode == 2, (needle, res.stderr)
         assert needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_init_starts_from_a_checkpoint_and_records_it(tmp_path, style_png, image_dir):
+    first = train(config(style_png, image_dir, steps=4), out_root=tmp_path / "a", progress=False)
+    zero_steps = train(config(style_png, image_dir, steps=1, lr=0.0, init=str(first)), out_root=tmp_path / "b",
+                       progress=False)
+    for (k, va), (_, vb) in zip(load_checkpoint(first).model.state_dict().items(),
+                                load_checkpoint(zero_steps).model.state_dict().items()):
+        assert torch.equal(va, vb), k  # lr 0: the fine-tune kept the initial weights exactly
+    assert load_checkpoint(zero_steps).meta["train_config"]["init"] == str(first)
+
+
+def test_init_from_another_arch_exits_2(tmp_path, style_png, image_dir):
+    other = tmp_path / "nano.safetensors"
+    from toolkit.models import create_model
+
+    save_checkpoint(other, create_model("nano"), {"name": "n"})
+    res = run_cli("train", "--style-image", style_png, "--content-dir", image_dir, "--name", "x", "--arch", "tiny",
+                  "--init", other, "--loss-net", "random", "--out", tmp_path / "runs", cwd=tmp_path)
+    assert res.returncode == 2 and "--arch" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -120,6 +120,7 @@ class TrainConfig:
     workers: int = 2
     sample_every: int = 100
     checkpoint_every: int = 50
+    init: str | None = None                      # start from this checkpoint's weights (same arch): fine-tuning
     loss: LossConfig = field(default_factory=LossConfig)
 
     @staticmethod

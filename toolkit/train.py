@@ -151,6 +151,15 @@ def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dic
     return history
 
 
+def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Start from the weights of `cfg.init` (e.g. a shipped style fine-tuned with a temporal loss)."""
+    init = load_checkpoint(cfg.init)
+    if init.arch != model.config:
+        raise UserError(f"--init {cfg.init} is a {init.meta.get('train_config', {}).get('arch', 'different')} "
+                        f"net, not {cfg.arch}; pass --arch to match it")
+    model.load_state_dict(init.model.state_dict())
+
+
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train one style; returns the final checkpoint path. Safe to kill at any time and `resume`."""
@@ -168,6 +177,8 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch).to(device)
+    if cfg.init:
+        _load_init(model, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume and last.exists():

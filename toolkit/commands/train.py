@@ -29,9 +29,22 @@ def add_arguments(p) -> None:
     p.add_argument("--encoder-precision", default=dl.encoder_precision, choices=["fp32", "bf16"],
                    help="run the frozen VGG in bf16 (about 1.8x faster steps on AVX512-BF16 CPUs and GPUs)")
     p.add_argument("--loss-weights", help="VGG weights file (safetensors, or a torchvision .pth state dict)")
+    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (fine-tune, e.g. a shipped "
+                   "style with --temporal-weight); a path or a shipped style name")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="restart runs/<name> from scratch")
+
+
+def _init_path(arg: str | None) -> str | None:
+    """--init takes a checkpoint path or the name of a shipped / trained style (resolved like --style)."""
+    from pathlib import Path
+
+    if arg is None or Path(arg).is_file():
+        return arg
+    from toolkit.zoo import style_path
+
+    return str(style_path(arg))
 
 
 def run(args) -> int:
@@ -52,7 +65,7 @@ def run(args) -> int:
     cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,
                       seed=args.seed, workers=args.workers, sample_every=args.sample_every,
-                      checkpoint_every=args.checkpoint_every, loss=loss)
+                      checkpoint_every=args.checkpoint_every, init=_init_path(args.init), loss=loss)
     path = train(cfg, out_root=args.out, resume=args.resume, overwrite=args.overwrite)
     print(path)
     return 0
