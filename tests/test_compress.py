@@ -236,6 +236,50 @@ def test_instance_norm_does_not_fold():
         fold_batchnorm(tiny_model())
 
 
+def _perturbed(model):
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.add_(torch.randn_like(prm) * 0.1)
+    return model.eval()
+
+
+def test_bilinear_head_folds_into_a_half_res_phase_conv_exactly_away_from_the_border():
+    from toolkit.compress.fold import fold_bilinear_head
+
+    torch.manual_seed(0)
+    model = _perturbed(create_model("nano"))
+    folded = fold_bilinear_head(model)
+    assert folded.config.head == "shuffle" and not any(isinstance(m, torch.nn.Upsample) for m in folded.head.modules())
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = model(x), folded(x)
+    assert a.shape == b.shape
+    torch.testing.assert_close(b[..., 2:-2, 2:-2], a[..., 2:-2, 2:-2], atol=2e-6, rtol=0)
+    assert (b - a).abs().max() > 1e-4  # the outer ring really is different: clamped bilinear vs padded conv
+
+
+def test_only_a_bilinear_head_folds():
+    from toolkit.compress.fold import deploy_form, fold_bilinear_head
+
+    with pytest.raises(UserError, match="bilinear head"):
+        fold_bilinear_head(tiny_model())
+    model = tiny_model()
+    assert deploy_form(model) == (model, None)
+
+
+def test_export_writes_the_deploy_form_and_records_its_fidelity(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from toolkit.export import ExportSpec, export_artifact, read_metadata
+
+    torch.manual_seed(0)
+    record = export_artifact(_perturbed(create_model("nano")), ExportSpec(target="onnx", style="n"),
+                             tmp_path / "n.onnx")
+    assert json.loads(read_metadata(tmp_path / "n.onnx")["arch"])["head"] == "shuffle"
+    assert record["parity"]["sizes"]  # proven against the deploy form at the fp32 tolerance
+    rewrite = record["deploy_rewrite"]
+    assert 30 < rewrite["psnr_db_vs_trained"] < 200 and rewrite["interior_max_abs_diff"] < 1e-5
+
+
 @pytest.mark.slow
 def test_compare_runs_exported_artifacts_in_their_runtime(trained_checkpoint: Path, tmp_path: Path,
                                                           image_dir: Path):

@@ -13,6 +13,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from toolkit.compress.fold import deploy_form
     from toolkit.config import ArchConfig, from_dict
     from toolkit.errors import UserError
     from toolkit.export import read_metadata, target_for_path
@@ -27,13 +28,14 @@ def run(args) -> int:
         raise UserError(f"{path} carries no toolkit metadata ({', '.join(missing)} missing); "
                         "it was not exported by toolkit: re-export it")
     ckpt = load_style(None if args.checkpoint else meta["style"], args.checkpoint)
+    model, _ = deploy_form(ckpt.model.eval())  # what the exporter wrote (and proved parity against)
     arch = from_dict(ArchConfig, json.loads(meta["arch"]))
-    if arch != ckpt.model.config:
+    if arch != model.config:
         raise UserError(f"{path} was exported from a different architecture than "
                         f"{args.checkpoint or meta['style']}; pass the matching --checkpoint")
     sizes = () if meta.get("sizes", "dynamic") == "dynamic" else \
         tuple(tuple(int(v) for v in s.split("x")) for s in meta["sizes"].split(","))
-    result = check_parity(ckpt.model, path, target.name, meta["precision"],
+    result = check_parity(model, path, target.name, meta["precision"],
                           parity_sizes_for(sizes, meta["precision"], arch.stride), args.images_per_size)
     print(f"{path}: parity ok ({target.name} {meta['precision']}, {result['runtime']}, {result['tolerance']})")
     for size, numbers in result["sizes"].items():

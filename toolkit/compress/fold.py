@@ -40,3 +40,52 @@ def fold_batchnorm(model: TransformerNet) -> TransformerNet:
     folded = TransformerNet(dataclasses.replace(model.config, norm="none"))
     folded.load_state_dict(state, strict=True)
     return folded.eval()
+
+
+# Bilinear x2 (align_corners=False) as a 2-phase filter on the low-resolution grid: full-res row 2k + r, for r in
+# -1..2, is sum_e _BILINEAR_TAPS[r + 1][e + 1] * x[k + e] over e in -1..1.
+_BILINEAR_TAPS = ((0.75, 0.25, 0.0), (0.25, 0.75, 0.0), (0.0, 0.75, 0.25), (0.0, 0.25, 0.75))
+
+
+def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
+    """The head="shuffle" TransformerNet equal to `model` (head="bilinear", 3x3 last conv) away from a 2-px border.
+
+    bilinear x2 followed by a 3x3 conv is linear and 2-periodic, so it is exactly a 3x3 conv at half resolution to
+    4 phases x 3 channels followed by PixelShuffle(2): the same MACs, but without the full-resolution Resize, Pad and
+    3-channel conv that dominate nano's runtime. The phase weights are fixed by the trained ones, so this is the same
+    function, not a learned pixel-shuffle head (which printed a lattice). Only the outer two rows/columns differ,
+    where bilinear clamps and the convs pad.
+    """
+    cfg = model.config
+    if cfg.head != "bilinear" or cfg.last_kernel != 3:
+        raise UserError(f"only a bilinear head with a 3x3 last conv folds (this net has head='{cfg.head}', "
+                        f"last_kernel={cfg.last_kernel})")
+    conv = model.head[1][-1]
+    w = conv.weight.detach().double()                                      # (3, C, 3, 3) over full-res offsets
+    taps = torch.tensor(_BILINEAR_TAPS, dtype=torch.float64)                # (4 offsets r, 3 taps e)
+    phase = torch.stack([taps[a:a + 3] for a in (0, 1)])                    # (2 phases, 3 offsets d, 3 taps e)
+    v = torch.einsum("ocyx,ayi,bxj->oabcij", w, phase, phase)             # (3, 2, 2, C, 3, 3)
+    state = {k: t.detach().clone() for k, t in model.state_dict().items() if not k.startswith("head.")}
+    state["head.0.1.weight"] = v.reshape(12, w.shape[1], 3, 3).float()
+    state["head.0.1.bias"] = conv.bias.detach().repeat_interleave(4)
+    folded = TransformerNet(dataclasses.replace(cfg, head="shuffle"))
+    folded.load_state_dict(state, strict=True)
+    return folded.eval()
+
+
+def deploy_form(model: TransformerNet) -> tuple[TransformerNet, dict | None]:
+    """What the exporters write for `model`: its fast deploy-time equivalent, and a record of the rewrite (None when
+    there is none) with how close the rewritten net stays to the trained one (PSNR on the parity photos)."""
+    if model.config.head != "bilinear" or model.config.last_kernel != 3:
+        return model, None
+    import numpy as np
+
+    from toolkit.parity import parity_images, psnr
+
+    folded = fold_bilinear_head(model)
+    with torch.no_grad():
+        pairs = [(model(torch.from_numpy(x)).numpy(), folded(torch.from_numpy(x)).numpy())
+                 for x in parity_images((256, 256))]
+    return folded, {"rewrite": "bilinear head -> half-res phase conv + PixelShuffle (exact away from a 2-px border)",
+                    "psnr_db_vs_trained": round(min(psnr(a, b) for a, b in pairs), 2),
+                    "interior_max_abs_diff": float(max(np.abs(a - b)[..., 2:-2, 2:-2].max() for a, b in pairs))}
