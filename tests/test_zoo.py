@@ -96,3 +96,17 @@ def test_gallery_has_a_row_per_artifact(tmp_path):
                                             "bytes": 1000, "parity": {"max_abs": 1e-6}} for i in range(3)}}
     text = write_gallery(tmp_path, data).read_text()
     assert text.count("| s/s.") == 3 and "![s](s/preview.png)" in text
+
+
+def test_reshipping_a_zoo_style_keeps_its_training_record(tmp_path, monkeypatch):
+    import toolkit.zoo.ship as ship_mod
+
+    zoo = tmp_path / "zoo"
+    src = save_checkpoint(tmp_path / "run" / "s.safetensors", tiny_model(),
+                          {"name": "s", "step": 7, "history": [{"step": 7, "total": 1.0, "step_seconds": 3.0}],
+                           "train_config": {"arch": "tiny", "steps": 7, "style_image": "/x/s.png", "loss": {}}})
+    packaged = package_checkpoint(src, "s", "a test pattern", "CC0", zoo_dir=zoo)
+    monkeypatch.setattr(ship_mod, "ZOO_DIR", zoo)
+    record = ship_mod.ship(packaged, "s", "a test pattern", "CC0", None, tmp_path / "exported", skip_export=True)
+    assert record["training"]["steps"] == 7 and record["training"]["wall_time_s"] == pytest.approx(3.0)
+    assert load_checkpoint(packaged).meta["training"] == record["training"]

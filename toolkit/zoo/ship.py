@@ -127,8 +127,10 @@ def export_all(style: str, out_dir: Path) -> None:
 
 def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: Path | None,
          out_dir: Path = Path("exported"), skip_export: bool = False) -> dict:
-    package_checkpoint(checkpoint, style, source, licence)
-    ckpt = load_checkpoint(ZOO_DIR / f"{style}.safetensors")
+    packaged = ZOO_DIR / f"{style}.safetensors"
+    if not (packaged.exists() and Path(checkpoint).resolve() == packaged.resolve()):
+        package_checkpoint(checkpoint, style, source, licence)  # re-shipping a zoo style keeps its training record
+    ckpt = load_checkpoint(packaged)
     model = ckpt.model.eval()
     if not skip_export:
         export_all(style, out_dir)
