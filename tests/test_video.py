@@ -290,6 +290,18 @@ def test_unwritable_output_path_is_refused(tmp_path, clip, torch_payload):
         stylize_video(clip, tmp_path / "out.gif", payload=torch_payload, progress=False)
 
 
+def test_encoder_preset_sets_x264_speed_and_an_unknown_one_is_refused(tmp_path, clip, torch_payload):
+    fast = stylize_video(clip, tmp_path / "fast.mp4", payload=torch_payload, progress=False,
+                         encoder_preset="ultrafast")
+    slow = stylize_video(clip, tmp_path / "slow.mp4", payload=torch_payload, progress=False, encoder_preset="slow")
+    assert probe(tmp_path / "fast.mp4").frames == probe(tmp_path / "slow.mp4").frames == fast["frames"] == 20
+    # same crf: ultrafast skips the searches that make slow's file smaller
+    assert (tmp_path / "fast.mp4").stat().st_size > (tmp_path / "slow.mp4").stat().st_size
+    with pytest.raises(UserError, match="did you mean 'veryfast'"):
+        stylize_video(clip, tmp_path / "x.mp4", payload=torch_payload, progress=False, encoder_preset="veryfsat")
+    assert not (tmp_path / "x.mp4").exists() and slow["frames"] == 20
+
+
 def test_cli_stylizes_a_video_and_exits_2_on_existing_output(tmp_path, clip, tiny_checkpoint, capsys):
     from toolkit.cli import main
 
