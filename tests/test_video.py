@@ -454,9 +454,30 @@ def test_eval_video_reports_the_style_loss_change_of_stabilising(tmp_path, tiny_
     losses = row["style_loss"]
     assert set(losses) == {"tiny per-frame", "tiny per-frame + stabilize"}
     assert all(v > 0 for v in losses.values())
-    assert row["stabilize_style_change"] == pytest.approx(
-        losses["tiny per-frame + stabilize"] / losses["tiny per-frame"] - 1)
-    assert "stabilize style change" in (out / "video_eval.md").read_text()
+    change = row["style_change_vs_per_frame"]["tiny per-frame + stabilize"]
+    assert change == pytest.approx(losses["tiny per-frame + stabilize"] / losses["tiny per-frame"] - 1)
+    summary = json.loads((out / "video_eval.json").read_text())["summary"]["tiny per-frame + stabilize"]
+    assert summary["style_change"] == pytest.approx(change)  # one source: the mean is that row
+    assert summary["goal_met"] == (summary["warp_cut"] >= 0.3 and change <= 0.1)
+    assert "change: tiny per-frame + stabilize" in (out / "video_eval.md").read_text()
+
+
+def test_eval_video_compares_another_model_against_per_frame(tmp_path, tiny_checkpoint):
+    import json
+    import shutil
+
+    from toolkit.cli import main
+
+    twin = tmp_path / "twin.safetensors"  # the same weights under another name: nothing steadier, nothing lost
+    shutil.copy(tiny_checkpoint, twin)
+    shutil.copy(tiny_checkpoint.with_suffix(".json"), twin.with_suffix(".json"))
+    out = tmp_path / "report"
+    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--compare", str(twin), "--sintel",
+                 str(_panning_sintel(tmp_path / "s")), "--clips", "-o", str(out)]) == 0
+    report = json.loads((out / "video_eval.json").read_text())
+    assert report["rows"][0]["warp_cut_vs_per_frame"]["twin per-frame"] == pytest.approx(0.0, abs=1e-9)
+    assert report["summary"]["twin per-frame"]["goal_met"] is False
+    assert "| twin per-frame | 0% | - | not met |" in (out / "video_eval.md").read_text()
 
 
 def test_eval_video_refuses_a_missing_style_image(tmp_path, tiny_checkpoint, capsys):
