@@ -37,7 +37,8 @@ class PerceptualLoss(nn.Module):
             raise ValueError(f"encoder precision {encoder_precision!r} is not one of {sorted(ENCODER_PRECISIONS)}")
         self.encoder_dtype = ENCODER_PRECISIONS[encoder_precision]
         # channels-last lets oneDNN (CPU) and cuDNN pick their fast conv / pool kernels: a nano training step at
-        # 256x256, batch 4 took 2.3 s instead of 3.0 s side by side on a 2-core AVX512 Xeon; same values up to float rounding.
+        # 256x256, batch 4 took 2.3 s instead of 3.0 s side by side on a 2-core AVX512 Xeon; same values up to
+        # float rounding.
         self.encoder = encoder.to(memory_format=torch.channels_last)
         self.content_layers = list(content_layers)
         self.style_layers = list(style_layers)
