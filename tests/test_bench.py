@@ -225,9 +225,11 @@ def test_shipped_gates_file_parses():
     from toolkit.bench.gates import parse_gates
 
     gates = parse_gates(Path(__file__).resolve().parents[1] / "latency_gates.toml")
-    assert any(g.min_fps and g.min_fps >= 20 and g.size == (480, 640) and g.threads == 1 and g.precision == "int8"
-               for g in gates)
-    assert any(g.min_speedup_vs_reference for g in gates)
+    # fp32 and int8 at 480x640 on one thread carry fps floors (calibrated to the CI box, see the file's header)
+    for precision in ("fp32", "int8"):
+        assert any(g.min_fps and g.min_fps >= 12 and g.size == (480, 640) and g.threads == 1
+                   and g.precision == precision and g.kind == "style" for g in gates), precision
+    assert any(g.min_speedup_vs_reference and g.min_speedup_vs_reference >= 20 for g in gates)
 
 
 @pytest.mark.parametrize("body, message", [
