@@ -51,7 +51,7 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
                f"--arch {cfg.get('arch')} --content-dir <photos> --steps {cfg.get('steps')} --size {cfg.get('size')} "
                f"--batch {cfg.get('batch')} --lr {cfg.get('lr')} --style-weight {loss.get('style_weight')} "
                f"--content-weight {loss.get('content_weight')} --tv-weight {loss.get('tv_weight')} "
-               f"--seed {cfg.get('seed')}")
+               f"--seed {cfg.get('seed')}" + (f" --init {Path(cfg['init']).name}" if cfg.get("init") else ""))
     meta = {"name": style, "train_config": cfg, "training": summary, "train_command": command,
             "style_source": source, "licence": licence}
     return save_checkpoint(zoo_dir / f"{style}.safetensors", ckpt.model, meta)
