@@ -47,6 +47,10 @@ def fold_batchnorm(model: TransformerNet) -> TransformerNet:
 _BILINEAR_TAPS = ((0.75, 0.25, 0.0), (0.25, 0.75, 0.0), (0.0, 0.75, 0.25), (0.0, 0.25, 0.75))
 
 
+def _has_foldable_head(cfg) -> bool:
+    return cfg.head == "bilinear" and cfg.last_kernel == 3
+
+
 def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
     """The head="shuffle" TransformerNet equal to `model` (head="bilinear", 3x3 last conv) away from a 2-px border.
 
@@ -57,7 +61,7 @@ def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
     where bilinear clamps and the convs pad.
     """
     cfg = model.config
-    if cfg.head != "bilinear" or cfg.last_kernel != 3:
+    if not _has_foldable_head(cfg):
         raise UserError(f"only a bilinear head with a 3x3 last conv folds (this net has head='{cfg.head}', "
                         f"last_kernel={cfg.last_kernel})")
     conv = model.head[1][-1]
@@ -76,7 +80,7 @@ def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
 def deploy_form(model: TransformerNet) -> tuple[TransformerNet, dict | None]:
     """What the exporters write for `model`: its fast deploy-time equivalent, and a record of the rewrite (None when
     there is none) with how close the rewritten net stays to the trained one (PSNR on the parity photos)."""
-    if model.config.head != "bilinear" or model.config.last_kernel != 3:
+    if not _has_foldable_head(model.config):
         return model, None
     import numpy as np
 
