@@ -110,7 +110,7 @@ def _style_image(arg, ckpt):
 
     if arg:
         if not Path(arg).is_file():
-            raise UserError(f"--style-image {arg} does not exist")
+            raise UserError(f"--style-image {arg} does not exist; pass the style image the net was trained on")
         return Path(arg)
     trained = ckpt.meta.get("train_config", {}).get("style_image")
     if not trained:
@@ -154,11 +154,9 @@ def run(args) -> int:
     style_image = _style_image(args.style_image, ckpt)
     loss = None
     if style_image is not None:
-        from toolkit.config import LossConfig
-        from toolkit.data.images import load_rgb, resize_long_side, to_tensor
-        from toolkit.losses import build_loss
+        from toolkit.losses import measuring_loss
 
-        loss = build_loss(LossConfig(), to_tensor(resize_long_side(load_rgb(style_image), 512)))
+        loss = measuring_loss(style_image)
 
     def add_style(row, variants, frames):
         if loss is not None:

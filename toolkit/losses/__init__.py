@@ -12,4 +12,12 @@ def build_loss(cfg, style_image, seed: int = 0) -> PerceptualLoss:
                           cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.encoder_precision)
 
 
-__all__ = ["PerceptualLoss", "VGGEncoder", "build_loss", "gram_matrix", "load_vgg", "total_variation"]
+def measuring_loss(style_image_path, style_size: int = 512) -> PerceptualLoss:
+    """The default perceptual loss against a style image file: what reports use to compare style and content."""
+    from toolkit.config import LossConfig
+    from toolkit.data.images import load_rgb, resize_long_side, to_tensor
+
+    return build_loss(LossConfig(), to_tensor(resize_long_side(load_rgb(style_image_path), style_size)))
+
+
+__all__ = ["PerceptualLoss", "VGGEncoder", "build_loss", "measuring_loss", "gram_matrix", "load_vgg", "total_variation"]

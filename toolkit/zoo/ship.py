@@ -65,10 +65,9 @@ def eval_photos(limit: int = 6) -> list[Path]:
 @torch.no_grad()
 def quality(model, style_image: Path, photos: list[Path], side: int = 384) -> dict:
     """Style loss of each output vs the content photo's own (lower = more stylised) and content loss (structure)."""
-    from toolkit.config import LossConfig
-    from toolkit.losses import build_loss
+    from toolkit.losses import measuring_loss
 
-    loss = build_loss(LossConfig(), to_tensor(resize_long_side(load_rgb(style_image), 512)))
+    loss = measuring_loss(style_image)
     rows = []
     for p in photos:
         x = to_tensor(resize_long_side(load_rgb(p), side))
