@@ -486,3 +486,16 @@ def test_eval_video_refuses_a_missing_style_image(tmp_path, tiny_checkpoint, cap
     assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(_panning_sintel(tmp_path / "s")),
                  "--clips", "--style-image", str(tmp_path / "nope.png"), "-o", str(tmp_path / "r")]) == 2
     assert "--style-image" in capsys.readouterr().err
+
+
+def test_eval_video_strip_is_capped_in_width(tmp_path, tiny_checkpoint, monkeypatch):
+    from PIL import Image
+
+    import toolkit.commands.eval_video as eval_video
+    from toolkit.cli import main
+
+    monkeypatch.setattr(eval_video, "STRIP_MAX_WIDTH", 128)  # the 4-frame strip of 64-px frames is 256 wide
+    out = tmp_path / "report"
+    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(_panning_sintel(tmp_path / "s")),
+                 "--clips", "-o", str(out)]) == 0
+    assert Image.open(out / "video_strip.png").size == (128, 90)  # 256x180 halved

@@ -84,6 +84,7 @@ def _variants(frames, stylizers, weight, flows):
     return out
 
 
+STRIP_MAX_WIDTH = 1536
 GOAL_CUT, GOAL_STYLE = 0.30, 0.10  # the video issue's goal: >= 30% steadier, style loss at most +10%
 
 
@@ -238,6 +239,10 @@ def run(args) -> int:
 
     h = min(f.shape[0] for f in strip[0])
     grid = np.concatenate([np.concatenate([f[:h] for f in row], axis=1) for row in strip], axis=0)
+    if grid.shape[1] > STRIP_MAX_WIDTH:  # full-res frames side by side make a many-MB PNG; a preview suffices
+        from toolkit.data.images import resize_long_side
+
+        grid = resize_long_side(grid, round(max(grid.shape[:2]) * STRIP_MAX_WIDTH / grid.shape[1]))
     save_image(out / "video_strip.png", grid)
     print(json.dumps({r["source"]: {n: round(r[n], 6) for n in names} for r in rows}, indent=1))
     print(out / "video_eval.md")
