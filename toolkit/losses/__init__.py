@@ -20,4 +20,5 @@ def measuring_loss(style_image_path, style_size: int = 512) -> PerceptualLoss:
     return build_loss(LossConfig(), to_tensor(resize_long_side(load_rgb(style_image_path), style_size)))
 
 
-__all__ = ["PerceptualLoss", "VGGEncoder", "build_loss", "measuring_loss", "gram_matrix", "load_vgg", "total_variation"]
+__all__ = ["PerceptualLoss", "VGGEncoder", "build_loss", "gram_matrix", "load_vgg", "measuring_loss",
+           "total_variation"]

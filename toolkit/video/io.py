@@ -25,6 +25,7 @@ DEFAULT_ENCODER = ("libx264", "yuv420p")
 # libx264 speed/size trade-offs; at a fixed crf they change the file size, hardly the quality. veryfast is the
 # default: it costs half of medium's encoder CPU time, which on a small box is taken from the stylising workers.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+DEFAULT_X264_PRESET = "veryfast"
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class VideoWriter:
     audio stream is copied packet for packet, interleaved as the video advances so memory stays flat.
     """
 
-    def __init__(self, dest: str | os.PathLike, like: VideoInfo, crf: int = 18, preset: str = "veryfast",
+    def __init__(self, dest: str | os.PathLike, like: VideoInfo, crf: int = 18, preset: str = DEFAULT_X264_PRESET,
                  threads: int = 0):
         if preset not in X264_PRESETS:
             from toolkit.errors import unknown

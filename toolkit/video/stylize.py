@@ -21,8 +21,8 @@ from typing import Iterator
 import numpy as np
 
 from toolkit.errors import UserError
-from toolkit.video.io import (VIDEO_SUFFIXES, X264_PRESETS, VideoInfo, VideoWriter, is_video_path, probe,
-                              read_frames)
+from toolkit.video.io import (DEFAULT_X264_PRESET, VIDEO_SUFFIXES, X264_PRESETS, VideoInfo, VideoWriter,
+                              is_video_path, probe, read_frames)
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def stylize_video(src: str | os.PathLike, dest: str | os.PathLike, model=None, *
                   backend: str = "onnx", workers: int = 1, threads: int = 1, size: int | None = None,
                   stabilize: bool = False, stabilize_weight: float = 0.6, engine: str = "local",
                   address: str | None = None, overwrite: bool = False, progress: bool = True,
-                  chunk: int = 8, style: str = "style", encoder_preset: str = "veryfast") -> dict:
+                  chunk: int = 8, style: str = "style", encoder_preset: str = DEFAULT_X264_PRESET) -> dict:
     """Stylise `src` (video or frame folder) into `dest` (video or frame folder) atomically; returns run stats."""
     from toolkit.errors import unknown
     from toolkit.fsutil import atomic_path
@@ -403,8 +403,8 @@ def add_video_arguments(p) -> None:
     g.add_argument("--stabilize-weight", type=float, default=0.6, help="weight of the warped previous output")
     g.add_argument("--engine", default="local", choices=ENGINES, help="local processes, or a Ray cluster")
     g.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    g.add_argument("--encoder-preset", default="veryfast", choices=X264_PRESETS,
-                   help="libx264 preset (default veryfast: half of medium's CPU, slightly larger files)")
+    g.add_argument("--encoder-preset", default=DEFAULT_X264_PRESET, choices=X264_PRESETS,
+                   help=f"libx264 preset (default {DEFAULT_X264_PRESET}: half of medium's CPU, slightly larger files)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
