@@ -243,11 +243,12 @@ def _perturbed(model):
     return model.eval()
 
 
-def test_bilinear_head_folds_into_a_half_res_phase_conv_exactly_away_from_the_border():
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+def test_bilinear_head_folds_into_a_half_res_phase_conv_exactly_away_from_the_border(padding):
     from toolkit.compress.fold import fold_bilinear_head
 
     torch.manual_seed(0)
-    model = _perturbed(create_model("nano"))
+    model = _perturbed(create_model("nano", padding=padding))
     folded = fold_bilinear_head(model)
     assert folded.config.head == "shuffle" and not any(isinstance(m, torch.nn.Upsample) for m in folded.head.modules())
     x = torch.rand(1, 3, 64, 96)
@@ -278,6 +279,25 @@ def test_export_writes_the_deploy_form_and_records_its_fidelity(tmp_path):
     assert record["parity"]["sizes"]  # proven against the deploy form at the fp32 tolerance
     rewrite = record["deploy_rewrite"]
     assert 30 < rewrite["psnr_db_vs_trained"] < 200 and rewrite["interior_max_abs_diff"] < 1e-5
+
+
+def test_a_batch_norm_net_deploys_with_no_norm_and_a_folded_head(tmp_path):
+    from toolkit.compress.fold import deploy_form
+
+    torch.manual_seed(0)
+    model = create_model("nano_bn")
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    deployed, record = deploy_form(_perturbed(model))
+    assert deployed.config.norm == "none" and deployed.config.head == "shuffle"
+    assert "batch norm folded" in record["rewrite"] and "PixelShuffle" in record["rewrite"]
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = model(x), deployed(x)
+    torch.testing.assert_close(b[..., 2:-2, 2:-2], a[..., 2:-2, 2:-2], atol=2e-5, rtol=1e-4)
+    assert record["interior_max_abs_diff"] < 2e-5
 
 
 @pytest.mark.slow

@@ -70,26 +70,33 @@ def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
     phase = torch.stack([taps[a:a + 3] for a in (0, 1)])                    # (2 phases, 3 offsets d, 3 taps e)
     v = torch.einsum("ocyx,ayi,bxj->oabcij", w, phase, phase)             # (3, 2, 2, C, 3, 3)
     state = {k: t.detach().clone() for k, t in model.state_dict().items() if not k.startswith("head.")}
-    state["head.0.1.weight"] = v.reshape(12, w.shape[1], 3, 3).float()
-    state["head.0.1.bias"] = conv.bias.detach().repeat_interleave(4)
     folded = TransformerNet(dataclasses.replace(cfg, head="shuffle"))
+    conv_at = len(folded.head[0]) - 1  # after the ReflectionPad2d, or alone with zero padding
+    state[f"head.0.{conv_at}.weight"] = v.reshape(12, w.shape[1], 3, 3).float()
+    state[f"head.0.{conv_at}.bias"] = conv.bias.detach().repeat_interleave(4)
     folded.load_state_dict(state, strict=True)
     return folded.eval()
 
 
 def deploy_form(model: TransformerNet) -> tuple[TransformerNet, dict | None]:
-    """What the exporters write for `model`: its fast deploy-time equivalent, and a record of the rewrite (None when
-    there is none) with how close the rewritten net stays to the trained one (PSNR on the parity photos)."""
-    if not _has_foldable_head(model.config):
+    """What the exporters write for `model`: its fast deploy-time equivalent, and a record of the rewrites (None when
+    there are none) with how close the rewritten net stays to the trained one (PSNR on the parity photos)."""
+    rewrites, deployed = [], model
+    if deployed.config.norm == "batch":
+        deployed = fold_batchnorm(deployed)
+        rewrites.append("batch norm folded into the convs (exact)")
+    if _has_foldable_head(deployed.config):
+        deployed = fold_bilinear_head(deployed)
+        rewrites.append("bilinear head -> half-res phase conv + PixelShuffle (exact away from a 2-px border)")
+    if not rewrites:
         return model, None
     import numpy as np
 
     from toolkit.parity import parity_images, psnr
 
-    folded = fold_bilinear_head(model)
     with torch.no_grad():
-        pairs = [(model(torch.from_numpy(x)).numpy(), folded(torch.from_numpy(x)).numpy())
+        pairs = [(model(torch.from_numpy(x)).numpy(), deployed(torch.from_numpy(x)).numpy())
                  for x in parity_images((256, 256))]
-    return folded, {"rewrite": "bilinear head -> half-res phase conv + PixelShuffle (exact away from a 2-px border)",
-                    "psnr_db_vs_trained": round(min(psnr(a, b) for a, b in pairs), 2),
-                    "interior_max_abs_diff": float(max(np.abs(a - b)[..., 2:-2, 2:-2].max() for a, b in pairs))}
+    return deployed, {"rewrite": "; ".join(rewrites),
+                      "psnr_db_vs_trained": round(min(psnr(a, b) for a, b in pairs), 2),
+                      "interior_max_abs_diff": float(max(np.abs(a - b)[..., 2:-2, 2:-2].max() for a, b in pairs))}
