@@ -284,6 +284,29 @@ def test_int8_keeps_psnr_above_30db(target, tmp_path):
 
 
 @pytest.mark.slow
+def test_onnx_int8_keeps_the_stem_float_so_instance_norm_cannot_magnify_its_rounding(tmp_path):
+    """Instance norm is scale-invariant per channel: shrinking one stem channel 1000x leaves the float net's output
+    as it was, but would leave that channel a few int8 steps of the layer's shared range -- which the norm then
+    stretches back up into noise."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+
+    model = tiny_model()
+    conv = next(m for m in model.stem.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        conv.weight[0] *= 1e-3
+        conv.bias[0] *= 1e-3
+    record, dest = _export(model, "onnx", "int8", tmp_path, calibration=_photos(tmp_path))
+    assert record["parity"]["min_psnr_db"] >= 30
+    graph = onnx.load(str(dest)).graph
+    float_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert convs[0].input[1] in float_weights  # the stem reads float weights, no DequantizeLinear
+    assert all(c.input[1] not in float_weights for c in convs[1:])
+
+
+@pytest.mark.slow
 def test_tflite_is_nhwc_fixed_size_and_reproducible(tmp_path):
     a, dest = _export(tiny_model(), "tflite", "fp32", tmp_path / "a")
     b, _ = _export(tiny_model(), "tflite", "fp32", tmp_path / "b")
