@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 # int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Which one ships
-# is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread). With u8 activations onnxruntime fuses every
-# QDQ Conv/Add into QLinearConv/QLinearAdd, but on the shipped nets it misses the 30 dB parity floor (26-27 dB).
+# is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float): on the shipped instance-norm nets
+# s8 QDQ is the fastest (0.99x of fp32, u8 0.96x); on a norm-free net (nano_bn folded) only u8 activations let
+# onnxruntime fuse every Conv/Add into QLinearConv/QLinearAdd (1.25x of fp32; s8 0.86x).
 INT8_FORMATS = {"qdq": ("QDQ", "QInt8"), "qdq_u8": ("QDQ", "QUInt8"), "qoperator": ("QOperator", "QUInt8")}
 INT8_FORMAT = "qdq"
 
