@@ -281,7 +281,7 @@ def test_export_writes_the_deploy_form_and_records_its_fidelity(tmp_path):
     assert 30 < rewrite["psnr_db_vs_trained"] < 200 and rewrite["interior_max_abs_diff"] < 1e-5
 
 
-def test_a_batch_norm_net_deploys_with_no_norm_and_a_folded_head(tmp_path):
+def test_a_batch_norm_net_deploys_with_no_norm_and_a_folded_head():
     from toolkit.compress.fold import deploy_form
 
     torch.manual_seed(0)

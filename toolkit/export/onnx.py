@@ -108,7 +108,8 @@ def _to_int8(model_proto, model, spec: ExportSpec):
                         activation_type=QuantType[activation_type], weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
                         op_types_to_quantize=["Conv", "Add", "Relu", "Resize", "DepthToSpace", "Pad"],
-                        nodes_to_exclude=_stem_convs(onnx.load_model(str(pre))), extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                        nodes_to_exclude=_stem_convs(onnx.load_model(str(pre))),
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         return onnx.load_model(str(out))
 
 
