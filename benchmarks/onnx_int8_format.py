@@ -5,7 +5,7 @@ Measured on the shipped net (instance norm stays float between the quantized con
 norm="none", which is what a norm="batch" net (`--arch nano_bn`) exports as after folding. onnxruntime CPU,
 1 thread, 480x640; every variant timed in each of --rounds interleaved rounds (this machine is noisy), median of the
 rounds' p50s; PSNR vs the float torch model on the parity photos. The fastest layout (quality permitting) becomes
-toolkit.export.onnx.INT8_FORMAT.
+toolkit.export.onnx.int8_format's choice for that kind of net.
 
     python benchmarks/onnx_int8_format.py [--style frost | --checkpoint PATH] [--runs 15] [--rounds 3]
 

@@ -85,9 +85,10 @@ def test_pruned_checkpoint_reloads_without_torch_pruning(tmp_path: Path):
 def test_prune_cli_finetunes_and_writes_a_plain_checkpoint(trained_checkpoint: Path, tmp_path: Path):
     out = tmp_path / "pruned.safetensors"
     assert main(["prune", "--checkpoint", str(trained_checkpoint), "--sparsity", "0.5", "--finetune-steps", "2",
-                 "--importance", "taylor", "-o", str(out)]) == 0
+                 "--importance", "taylor", "--encoder-precision", "bf16", "-o", str(out)]) == 0
     ckpt = load_checkpoint(out)
     assert ckpt.arch.widths == (2, 4)
+    assert ckpt.meta["train_config"]["loss"]["encoder_precision"] == "bf16"  # the fine-tune's own loss settings
     record = ckpt.meta["compression"][-1]
     assert record["finetune_steps"] == 2 and math.isfinite(record["final_losses"]["total"])
     assert record["params_after"] < record["params_before"]

@@ -307,6 +307,30 @@ def test_onnx_int8_keeps_the_stem_float_so_instance_norm_cannot_magnify_its_roun
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("preset, layout, zero_point_type", [("nano", "qdq", "INT8"),
+                                                             ("nano_bn", "qdq_u8", "UINT8")])
+def test_onnx_int8_layout_follows_the_deploy_form(preset, layout, zero_point_type, tmp_path):
+    """Instance norm stays float, so s8 activations are fastest around it; a norm-free deploy form (batch norm folded)
+    gets u8 activations, the only ones onnxruntime fuses into QLinearConv/QLinearAdd chains on x86."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+
+    model = tiny_model(mini(preset))
+    with torch.no_grad():  # batch-norm statistics as training leaves them, so the fold is not the identity
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2.0)
+    record, dest = _export(model, "onnx", "int8", tmp_path, calibration=_photos(tmp_path))
+    assert record["parity"]["min_psnr_db"] >= 30
+    assert read_metadata(dest)["int8_layout"] == layout
+    graph = onnx.load(str(dest)).graph
+    inits = {i.name: i for i in graph.initializer}
+    zero_points = {inits[n.input[2]].data_type for n in graph.node if n.op_type == "QuantizeLinear"}
+    assert zero_points == {getattr(onnx.TensorProto, zero_point_type)}
+
+
+@pytest.mark.slow
 def test_tflite_is_nhwc_fixed_size_and_reproducible(tmp_path):
     a, dest = _export(tiny_model(), "tflite", "fp32", tmp_path / "a")
     b, _ = _export(tiny_model(), "tflite", "fp32", tmp_path / "b")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
 
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import TrainConfig
@@ -141,12 +142,15 @@ def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dic
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     history = []
     model.train()
-    for batch in content_loader(cfg, list_images(cfg.content_dir)):
-        losses = loss_fn(model(batch), batch)
-        opt.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        opt.step()
-        history.append({"step": len(history) + 1, **{k: float(v.detach()) for k, v in losses.items()}})
+    with tqdm(total=cfg.steps, desc=f"fine-tune {cfg.name}", unit="step", dynamic_ncols=True) as bar:
+        for batch in content_loader(cfg, list_images(cfg.content_dir)):
+            losses = loss_fn(model(batch), batch)
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            opt.step()
+            history.append({"step": len(history) + 1, **{k: float(v.detach()) for k, v in losses.items()}})
+            bar.set_postfix(loss=f"{history[-1]['total']:.3g}", style=f"{history[-1]['style']:.2e}")
+            bar.update(1)
     model.eval()
     return history
 
@@ -206,8 +210,6 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
 
     bar = None
     if rank == 0 and progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.name}", unit="step", dynamic_ncols=True)
     model.train()
     step = start

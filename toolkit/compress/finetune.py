@@ -25,6 +25,8 @@ def add_finetune_arguments(p) -> None:
     p.add_argument("--batch", type=int, default=None, help="fine-tune batch (default: the training one)")
     p.add_argument("--lr", type=float, default=1e-4, help="fine-tune learning rate (default 1e-4)")
     p.add_argument("--loss-net", choices=["vgg19", "vgg16", "random"], help="loss network (default: the training one)")
+    p.add_argument("--encoder-precision", choices=["fp32", "bf16"],
+                   help="run the frozen VGG in bf16 (faster on AVX512-BF16 CPUs and GPUs; default: the training one)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("-o", "--out", help="output checkpoint (.safetensors)")
 
@@ -32,7 +34,9 @@ def add_finetune_arguments(p) -> None:
 def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
     """The checkpoint's training config with the command line's overrides; checks the inputs exist."""
     base = TrainConfig.from_dict(ckpt.meta["train_config"]) if "train_config" in ckpt.meta else TrainConfig()
-    loss = base.loss if args.loss_net is None else dataclasses.replace(base.loss, loss_net=args.loss_net)
+    overrides = {k: v for k, v in (("loss_net", args.loss_net), ("encoder_precision", args.encoder_precision))
+                 if v is not None}
+    loss = dataclasses.replace(base.loss, **overrides)
     cfg = dataclasses.replace(
         base, name=ckpt.name, style_image=args.style_image or base.style_image,
         content_dir=args.content_dir or base.content_dir, steps=steps, size=args.size or base.size,

@@ -20,12 +20,19 @@ from toolkit.export.base import ExportSpec
 log = logging.getLogger(__name__)
 
 OPSET = 18
-# int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Which one ships
-# is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float): on the shipped instance-norm nets
-# s8 QDQ is the fastest (0.99x of fp32, u8 0.96x); on a norm-free net (nano_bn folded) only u8 activations let
-# onnxruntime fuse every Conv/Add into QLinearConv/QLinearAdd (1.25x of fp32; s8 0.86x).
+# int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Which one a net
+# gets is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float): on instance-norm nets s8 QDQ is
+# the fastest (0.99x of fp32, u8 0.96x); on a norm-free deploy form (a batch-norm net folded) only u8 activations
+# let onnxruntime fuse every Conv/Add into QLinearConv/QLinearAdd (1.2-1.35x of fp32; s8 0.8x).
 INT8_FORMATS = {"qdq": ("QDQ", "QInt8"), "qdq_u8": ("QDQ", "QUInt8"), "qoperator": ("QOperator", "QUInt8")}
-INT8_FORMAT = "qdq"
+INT8_FORMAT: str | None = None  # None: chosen per net by int8_format(); a key of INT8_FORMATS forces one layout
+
+
+def int8_format(model) -> str:
+    """The int8 layout for this (deploy-form) net: u8 activations when no normalisation runs on device."""
+    if INT8_FORMAT is not None:
+        return INT8_FORMAT
+    return "qdq_u8" if model.config.norm == "none" else "qdq"
 
 
 def export(model, spec: ExportSpec, dest: Path) -> None:
@@ -34,10 +41,12 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
     model_proto = _export_float(model, spec)
     if spec.precision == "fp16":
         model_proto = _to_fp16(model_proto)
-    elif spec.precision == "int8":
+    metadata = dict(spec.metadata)
+    if spec.precision == "int8":
         model_proto = _to_int8(model_proto, model, spec)
+        metadata["int8_layout"] = int8_format(model)
     del model_proto.metadata_props[:]
-    for key, value in sorted(spec.metadata.items()):
+    for key, value in sorted(metadata.items()):
         model_proto.metadata_props.add(key=key, value=str(value))
     model_proto.producer_name = "toolkit"
     onnx.checker.check_model(model_proto)
@@ -99,7 +108,7 @@ def _to_int8(model_proto, model, spec: ExportSpec):
 
     stride = model.config.stride
     images = calibration_images(spec.calibration, spec.sizes[0] if spec.sizes else (256, 256), stride)
-    quant_format, activation_type = INT8_FORMATS[INT8_FORMAT]
+    quant_format, activation_type = INT8_FORMATS[int8_format(model)]
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, out = Path(tmp, "float.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         onnx.save_model(model_proto, str(src))
