@@ -331,6 +331,22 @@ def test_onnx_int8_layout_follows_the_deploy_form(preset, layout, zero_point_typ
 
 
 @pytest.mark.slow
+def test_tflite_dynamic_range_int8_stores_int8_weights_keeps_float_io_and_needs_no_photos(tmp_path):
+    if not _have("litert_torch"):
+        pytest.skip("litert-torch is not installed")
+    from toolkit.export.contract import contract_from_artifact
+
+    fp32, _ = _export(tiny_model(mini("nano")), "tflite", "fp32", tmp_path)
+    record, dest = _export(tiny_model(mini("nano")), "tflite", "int8_dynamic", tmp_path, calibration=("/nowhere",))
+    assert record["parity"]["min_psnr_db"] >= 30 and record["bytes"] < fp32["bytes"]
+    runner = load_runner(dest)
+    tensors = runner.interpreter.get_tensor_details()
+    assert any(t["dtype"] == np.int8 and len(t["shape"]) == 4 for t in tensors)  # conv weights
+    assert runner.interpreter.get_input_details()[0]["dtype"] == np.float32
+    assert contract_from_artifact(dest)["inputs"][0]["dtype"] == "float32"
+
+
+@pytest.mark.slow
 def test_tflite_is_nhwc_fixed_size_and_reproducible(tmp_path):
     a, dest = _export(tiny_model(), "tflite", "fp32", tmp_path / "a")
     b, _ = _export(tiny_model(), "tflite", "fp32", tmp_path / "b")

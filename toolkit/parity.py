@@ -42,6 +42,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("tflite", "fp32"): Tolerance(max_abs=1e-4),
     ("tflite", "fp16"): Tolerance(psnr_db=45.0),
     ("tflite", "int8"): Tolerance(psnr_db=30.0),
+    ("tflite", "int8_dynamic"): Tolerance(psnr_db=30.0),
     ("coreml", "fp32"): Tolerance(max_abs=1e-4),
     ("coreml", "fp16"): Tolerance(psnr_db=45.0),
     ("coreml", "int8"): Tolerance(psnr_db=30.0),

@@ -200,7 +200,7 @@ class HostInfo:
         return self.clock_ghz * self.int8_macs_per_cycle if self.clock_ghz else None
 
     def peak_gmacs(self, precision: str, threads: int) -> Optional[float]:
-        per_core = self.peak_int8_gmacs if precision == "int8" else self.peak_fp32_gmacs
+        per_core = self.peak_int8_gmacs if precision.startswith("int8") else self.peak_fp32_gmacs
         return per_core * min(threads, self.cores) if per_core else None
 
     def to_dict(self) -> dict:

@@ -29,7 +29,7 @@ FORMATS: dict[str, Target] = {t.name: t for t in (
            precisions=("fp32", "fp16", "int8", "palettize6", "palettize4", "palettize2", "palettize1"),
            runtimes=("coreml",), extra="coreml", exporter="toolkit.export.coreml", dynamic_sizes=True,
            description="CoreML ML Program; MLModel.predict on macOS, reference MIL interpreter on Linux"),
-    Target(name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "int8"), runtimes=("litert",),
+    Target(name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "int8", "int8_dynamic"), runtimes=("litert",),
            extra="tflite", exporter="toolkit.export.tflite", dynamic_sizes=False, default_sizes=CAMERA_SIZES,
            description="TFLite via litert-torch, one file per fixed size, NHWC I/O; runs in ai-edge-litert"),
 )}

@@ -2,7 +2,9 @@
 
 fp32: litert-torch straight from torch. fp16: the fp32 flatbuffer with float16 weights (ai-edge-quantizer
 FLOAT_CASTING; compute stays float32 on CPU, GPU delegates run it in fp16). int8: litert-torch PT2E static
-quantisation (per-channel int8 weights, int8 activations) calibrated on real photos. The toolkit metadata is stored
+quantisation (per-channel int8 weights, int8 activations) calibrated on real photos. int8_dynamic: dynamic-range
+quantisation with ai-edge-quantizer (per-channel int8 weights; activations quantised per frame at run time, float32
+I/O, no calibration photos). The toolkit metadata is stored
 in the flatbuffer's metadata table under "toolkit" (JSON), so `toolkit validate` can read it back.
 """
 
@@ -49,8 +51,10 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
         flatbuffer = _fp16_weights(_convert_float(model, size))
     elif spec.precision == "int8":
         flatbuffer = _convert_int8(model, size, spec)
+    elif spec.precision == "int8_dynamic":
+        flatbuffer = _dynamic_int8(_convert_float(model, size))
     else:
-        raise UserError(f"tflite cannot export precision {spec.precision}; it supports fp32, fp16, int8")
+        raise UserError(f"tflite cannot export precision {spec.precision}; it supports fp32, fp16, int8, int8_dynamic")
     dest.write_bytes(_with_metadata(flatbuffer, spec.metadata))
 
 
@@ -117,6 +121,17 @@ def _fp16_weights(flatbuffer: bytes) -> bytes:
     q = quantizer.Quantizer(flatbuffer)
     q.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
                              algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING)
+    with _quiet():
+        return bytes(q.quantize().quantized_model)
+
+
+def _dynamic_int8(flatbuffer: bytes) -> bytes:
+    """Per-channel int8 weights; XNNPACK quantises each frame's activations on the fly (no calibration needed)."""
+    require("ai_edge_quantizer", "tflite")
+    from ai_edge_quantizer import quantizer, recipe
+
+    q = quantizer.Quantizer(flatbuffer)
+    q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     with _quiet():
         return bytes(q.quantize().quantized_model)
 
