@@ -1,10 +1,14 @@
-"""Compression benchmark: onnxruntime CPU, 1 thread, 480x640 (median of repeats after warm-up).
+"""Compression benchmark: onnxruntime CPU, 1 thread, 480x640, every variant timed in each of --rounds interleaved
+rounds with the bench protocol (toolkit.bench.harness.time_call: warm-up, repeats, process-CPU-time p50), median
+of the rounds: this machine is noisy, ratios measured side by side hold.
 
 Goals (issue 5): 50%-pruned >= 1.8x faster than unpruned with style loss within +10%; int8 >= 1.5x faster than fp32
-with PSNR >= 32 dB vs fp32. Also measures what instance norm costs int8: the same net with norm="none" (which is
-exactly what a norm="batch" net becomes after `toolkit.compress.fold.fold_batchnorm`) at fp32 and int8.
+with PSNR >= 32 dB vs fp32. Also measures the deploy-time alternative to instance norm: `--folded CKPT`, the same
+style trained with norm="batch" (`--arch nano_bn`), which exports with its batch norm folded into the convs (no norm
+on device, u8 int8 chains); its quality is its style/content loss vs the float instance-norm model's.
 
-    python benchmarks/compression.py [--checkpoint runs/frost/frost.safetensors] [--repeats 15]
+    python benchmarks/compression.py [--checkpoint frost] [--pruned runs/frost.pruned50.safetensors]
+        [--folded runs/frost_bn/frost_bn.safetensors] [--repeats 15] [--rounds 3]
 
 Writes benchmarks/results/compression.{json,md}.
 """
@@ -16,11 +20,9 @@ import dataclasses
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-
+from toolkit.bench.harness import bench_input, time_call
 from toolkit.checkpoint import load_checkpoint
 from toolkit.compress.prune import prune_model
 from toolkit.compress.quality import Candidate, eval_images, evaluate
@@ -31,95 +33,100 @@ from toolkit.fsutil import atomic_path, write_json
 from toolkit.models import create_model, count_params
 from toolkit.paths import shared_data
 from toolkit.train import style_loss
+from toolkit.zoo import style_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = (480, 640)
 GOALS = {"prune_speedup": 1.8, "prune_style_change_pct": 10.0, "int8_speedup": 1.5, "int8_psnr_db": 32.0}
 
 
-def latency_ms(path: Path, repeats: int, warmup: int = 3) -> dict:
-    runner = load_runner(path, threads=1)
-    x = np.random.default_rng(0).random((1, 3, *SIZE), dtype=np.float32)
-    for _ in range(warmup):
-        runner(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        runner(x)
-        times.append((time.perf_counter() - t) * 1e3)
-    times.sort()
-    return {"p50_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))],
-            "fps": 1e3 / statistics.median(times), "repeats": repeats, "warmup": warmup}
+def latencies(paths: dict, repeats: int, rounds: int, warmup: int = 3) -> dict:
+    """{key: median over interleaved rounds of the CPU-time p50 (ms)} for every artifact in `paths`."""
+    runners = {key: load_runner(path, threads=1) for key, path in paths.items()}
+    x = bench_input(*SIZE)
+    samples = {key: [] for key in paths}
+    for _ in range(rounds):
+        for key, run in runners.items():
+            samples[key].append(time_call(lambda: run(x), warmup, repeats).cpu_p50_ms)
+    return {key: statistics.median(v) for key, v in samples.items()}
 
 
-def export(model, name: str, precision: str, out: Path) -> Path:
+def export(model, name: str, precision: str, out: Path) -> tuple[Path, dict]:
+    """The ONNX artifact and its export record (int8 parity vs its own float deploy form is proven here)."""
     dest = out / f"{name}.{precision}.onnx"
-    export_artifact(model, ExportSpec(target="onnx", precision=precision, style=name), dest, check=False)
-    return dest
+    record = export_artifact(model, ExportSpec(target="onnx", precision=precision, style=name), dest,
+                             check=precision == "int8")
+    return dest, record
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_ckpt = Path("runs/frost/frost.safetensors")
-    ap.add_argument("--checkpoint", default=str(default_ckpt) if default_ckpt.is_file() else None,
-                    help="trained float checkpoint (default runs/frost/frost.safetensors; else a random nano net)")
+    ap.add_argument("--checkpoint", default="frost", help="trained float checkpoint or shipped style (default frost)")
     ap.add_argument("--pruned", help="an already pruned (and fine-tuned) checkpoint of --checkpoint to measure "
                     "instead of pruning here without fine-tune")
+    ap.add_argument("--folded", help="the same style trained with norm='batch' (deploy-time alternative to "
+                    "instance norm; exported with batch norm folded into the convs)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--eval-size", type=int, default=256, help="long side of the eval photos for quality")
     args = ap.parse_args(argv)
 
-    if args.checkpoint:
-        ckpt = load_checkpoint(args.checkpoint)
-        model, source = ckpt.model, args.checkpoint
-        cfg = TrainConfig.from_dict(ckpt.meta["train_config"]) if "train_config" in ckpt.meta else TrainConfig()
-    else:
-        model, source, cfg = create_model("nano").eval(), "random nano (no trained checkpoint yet)", TrainConfig()
-        ckpt = None
+    source = args.checkpoint if Path(args.checkpoint).is_file() else str(style_path(args.checkpoint))
+    ckpt = load_checkpoint(source)
+    model = ckpt.model
+    cfg = TrainConfig.from_dict(ckpt.meta["train_config"]) if "train_config" in ckpt.meta else TrainConfig()
     if not cfg.style_image or not Path(cfg.style_image).is_file():
-        cfg = dataclasses.replace(cfg, style_image=str(shared_data("styles", "frost.png")))
+        style_name = Path(cfg.style_image).name or "frost.png"
+        cfg = dataclasses.replace(cfg, style_image=str(shared_data("styles", style_name)))
     pruned = load_checkpoint(args.pruned).model if args.pruned else prune_model(model, 0.5)
     variants = {"float": model, "pruned50": pruned}
-    for norm in ("none",):
-        if model.config.norm != norm:
-            variants[f"norm_{norm}"] = create_model(dataclasses.replace(model.config, norm=norm)).eval()
+    if args.folded:
+        variants["batchnorm_folded"] = load_checkpoint(args.folded).model
+    else:  # what a batch-norm net exports as, with random weights: latency only
+        variants["norm_none"] = create_model(dataclasses.replace(model.config, norm="none")).eval()
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        paths = {}
-        for name, net in variants.items():
-            for precision in ("fp32", "int8"):
-                path = export(net, name, precision, tmp)
-                paths[(name, precision)] = path
-                rows.append({"model": name, "precision": precision, "widths": list(net.config.widths),
-                             "norm": net.config.norm, "params": count_params(net), "macs": count_macs(net, *SIZE),
-                             "bytes": path.stat().st_size, **latency_ms(path, args.repeats)})
-                print(json.dumps(rows[-1]))
-        # quality: style-loss change of pruning, PSNR of int8 vs fp32, with the shared VGG19 loss net
+        exports = {(name, precision): export(net, name, precision, Path(tmp))
+                   for name, net in variants.items() for precision in ("fp32", "int8")}
+        paths = {key: path for key, (path, _) in exports.items()}
+        ms = latencies(paths, args.repeats, args.rounds)
+        rows = []
+        for (name, precision), path in paths.items():
+            net = variants[name]
+            rows.append({"model": name, "precision": precision, "widths": list(net.config.widths),
+                         "norm": net.config.norm, "params": count_params(net), "macs": count_macs(net, *SIZE),
+                         "bytes": path.stat().st_size, "cpu_p50_ms": ms[(name, precision)],
+                         "fps": 1e3 / ms[(name, precision)], "repeats": args.repeats, "rounds": args.rounds,
+                         "parity_psnr_db": (exports[(name, precision)][1]["parity"] or {}).get("min_psnr_db")})
+            print(json.dumps(rows[-1]))
+        # quality: style-loss change vs the float model, PSNR of int8 vs fp32, with the shared VGG19 loss net
         from toolkit.checkpoint import Checkpoint
 
-        loss_fn = style_loss(cfg)
-        images = eval_images(None, args.eval_size)
-        reference = Checkpoint(model=model, meta={})
-        cands = [Candidate("pruned50", str(paths[("pruned50", "fp32")]), "onnx",
-                           load_runner(paths[("pruned50", "fp32")])),
-                 Candidate("int8", str(paths[("float", "int8")]), "onnx", load_runner(paths[("float", "int8")])),
-                 Candidate("pruned50_int8", str(paths[("pruned50", "int8")]), "onnx",
-                           load_runner(paths[("pruned50", "int8")]))]
-        quality, _ = evaluate(cands, reference, images, loss_fn)
+        def candidate(name, precision):
+            path = paths[(name, precision)]
+            return Candidate(f"{name}_{precision}" if precision != "fp32" else name, str(path), "onnx",
+                             load_runner(path))
+
+        cands = [candidate("pruned50", "fp32"), candidate("float", "int8"), candidate("pruned50", "int8")]
+        if args.folded:
+            cands += [candidate("batchnorm_folded", "fp32"), candidate("batchnorm_folded", "int8")]
+        quality, _ = evaluate(cands, Checkpoint(model=model, meta={}), eval_images(None, args.eval_size),
+                              style_loss(cfg))
     q = {r.name: dataclasses.asdict(r) for r in quality}
     fps = {(r["model"], r["precision"]): r["fps"] for r in rows}
     summary = {
         "prune_speedup": fps[("pruned50", "fp32")] / fps[("float", "fp32")],
         "prune_style_change_pct": q["pruned50"]["style_change_pct"],
         "int8_speedup": fps[("float", "int8")] / fps[("float", "fp32")],
-        "int8_psnr_db": q["int8"]["psnr_db"],
+        "int8_psnr_db": q["float_int8"]["psnr_db"],
     }
-    if ("norm_none", "int8") in fps:
-        summary["norm_none_int8_speedup"] = fps[("norm_none", "int8")] / fps[("norm_none", "fp32")]
-        summary["norm_none_vs_instance_fp32_speedup"] = fps[("norm_none", "fp32")] / fps[("float", "fp32")]
-        summary["norm_none_vs_instance_int8_speedup"] = fps[("norm_none", "int8")] / fps[("float", "int8")]
+    alt = "batchnorm_folded" if args.folded else "norm_none"
+    info = {f"{alt}_int8_speedup": fps[(alt, "int8")] / fps[(alt, "fp32")],
+            f"{alt}_vs_instance_fp32_speedup": fps[(alt, "fp32")] / fps[("float", "fp32")],
+            f"{alt}_int8_vs_instance_fp32_speedup": fps[(alt, "int8")] / fps[("float", "fp32")]}
+    if args.folded:
+        info["batchnorm_folded_style_change_pct"] = q["batchnorm_folded"]["style_change_pct"]
+    summary.update(info)
     goals = {
         "prune_speedup": summary["prune_speedup"] >= GOALS["prune_speedup"],
         "prune_style_change_pct": summary["prune_style_change_pct"] <= GOALS["prune_style_change_pct"],
@@ -128,18 +135,26 @@ def main(argv=None) -> int:
     }
     import onnxruntime
 
+    from toolkit.bench.harness import host_info
+
     result = {"source": source, "pruned_source": args.pruned or "prune_model(sparsity=0.5, l1), no fine-tune",
-              "size": list(SIZE), "threads": 1, "runtime": f"onnxruntime {onnxruntime.__version__} CPU",
+              "folded_source": args.folded, "size": list(SIZE), "threads": 1, "clock": "process CPU time",
+              "runtime": f"onnxruntime {onnxruntime.__version__} CPU", "host": host_info().to_dict(),
               "arch": dataclasses.asdict(model.config), "rows": rows, "quality": q, "summary": summary,
               "goals": GOALS, "goals_met": goals, "style_image": cfg.style_image, "loss_net": cfg.loss.loss_net}
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "compression.json", result)
-    md = [f"# Compression benchmark ({result['runtime']}, 1 thread, {SIZE[0]}x{SIZE[1]})", "",
-          f"source: {source}; pruned: {result['pruned_source']}", "",
-          "| model | precision | norm | widths | params | GMAC | bytes | p50 ms | p90 ms | fps |", "|" + "---|" * 10]
+    md = [f"# Compression benchmark ({result['runtime']}, 1 thread, {SIZE[0]}x{SIZE[1]}, CPU clock)", "",
+          f"Host: {result['host']['cpu_model']} (family {result['host']['cpu_family']}). "
+          f"Median of {args.rounds} interleaved rounds of {args.repeats} runs.", "",
+          f"source: {source}; pruned: {result['pruned_source']}"
+          + (f"; batch-norm alternative: {args.folded}" if args.folded else ""), "",
+          "| model | precision | norm (trained) | widths | params | GMAC | bytes | CPU p50 ms | fps | int8 PSNR vs own "
+          "fp32 (dB) |", "|" + "---|" * 10]
     for r in rows:
+        parity = f"{r['parity_psnr_db']:.1f}" if r["parity_psnr_db"] else "-"
         md.append(f"| {r['model']} | {r['precision']} | {r['norm']} | {r['widths']} | {r['params']} | "
-                  f"{r['macs'] / 1e9:.3f} | {r['bytes']} | {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['fps']:.1f} |")
+                  f"{r['macs'] / 1e9:.3f} | {r['bytes']} | {r['cpu_p50_ms']:.1f} | {r['fps']:.1f} | {parity} |")
     md += ["", "| quality vs float (eval photos) | PSNR dB | style loss change % | content loss change % |",
            "|---|---|---|---|"]
     for name, r in q.items():
@@ -147,9 +162,7 @@ def main(argv=None) -> int:
     md += ["", "| goal | target | measured | met |", "|---|---|---|---|"]
     for k, target in GOALS.items():
         md.append(f"| {k} | {target} | {summary[k]:.3g} | {'yes' if goals[k] else 'NO'} |")
-    for k in ("norm_none_int8_speedup", "norm_none_vs_instance_fp32_speedup", "norm_none_vs_instance_int8_speedup"):
-        if k in summary:
-            md.append(f"| {k} (info) | - | {summary[k]:.3g} | - |")
+    md += [f"| {k} (info) | - | {v:.3g} | - |" for k, v in info.items()]
     with atomic_path(RESULTS / "compression.md") as tmp_md:
         tmp_md.write_text("\n".join(md) + "\n")
     print("\n".join(md))
