@@ -51,7 +51,10 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
                f"--arch {cfg.get('arch')} --content-dir <photos> --steps {cfg.get('steps')} --size {cfg.get('size')} "
                f"--batch {cfg.get('batch')} --lr {cfg.get('lr')} --style-weight {loss.get('style_weight')} "
                f"--content-weight {loss.get('content_weight')} --tv-weight {loss.get('tv_weight')} "
-               f"--seed {cfg.get('seed')}" + (f" --init {Path(cfg['init']).name}" if cfg.get("init") else ""))
+               f"--seed {cfg.get('seed')}" + (f" --init {Path(cfg['init']).name}" if cfg.get("init") else "")
+               + (f" --temporal-weight {loss['temporal_weight']}" if loss.get("temporal_weight") else "")
+               + (f" --encoder-precision {loss['encoder_precision']}"
+                  if loss.get("encoder_precision", "fp32") != "fp32" else ""))
     meta = {"name": style, "train_config": cfg, "training": summary, "train_command": command,
             "style_source": source, "licence": licence}
     return save_checkpoint(zoo_dir / f"{style}.safetensors", ckpt.model, meta)
