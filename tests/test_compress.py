@@ -16,7 +16,7 @@ from conftest import TINY_ARCH, natural_image, tiny_model
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.cli import main
 from toolkit.compress.prune import prune_model, pruned_arch
-from toolkit.compress.qat import bake_weights, distinct_levels, fake_quant, quantize_weight
+from toolkit.compress.qat import bake_weights, distinct_levels, fake_quant, palettize_weight, quantize_weight
 from toolkit.compress.quality import psnr
 from toolkit.config import ArchConfig, TrainConfig
 from toolkit.errors import UserError
@@ -112,19 +112,60 @@ def test_weight_quantization_has_at_most_2_pow_bits_levels(bits):
         assert distinct_levels(tiny_model()) > 2 ** bits - 1
 
 
-def test_fake_quant_passes_gradients_straight_through():
+@pytest.mark.parametrize("bits", [6, 4, 2, 1])
+def test_palette_baking_leaves_at_most_2_pow_bits_values_per_conv(bits):
+    model = bake_weights(tiny_model(), bits, grid="palette")
+    assert distinct_levels(model, per="tensor") <= 2 ** bits
+    assert distinct_levels(tiny_model(), per="tensor") > 2 ** bits
+
+
+def test_palette_centroids_are_kmeans_not_a_uniform_grid():
+    """Two clusters of weights far apart: a 1-bit palette must land on their means (a uniform grid would not)."""
+    w = torch.cat([torch.full((50,), -0.9), torch.full((50,), 0.1)]) + torch.linspace(-0.01, 0.01, 50).repeat(2)
+    q = palettize_weight(w, 1)
+    assert torch.unique(q).tolist() == pytest.approx([-0.9, 0.1], abs=1e-4)
+
+
+@pytest.mark.parametrize("quantize, bits", [(quantize_weight, 2), (palettize_weight, 1)])
+def test_fake_quant_passes_gradients_straight_through(quantize, bits):
     w = torch.randn(4, 3, 3, 3, requires_grad=True)
-    quantize_weight(w, 2).sum().backward()
+    quantize(w, bits).sum().backward()
     assert torch.equal(w.grad, torch.ones_like(w))
 
 
 @pytest.mark.slow
-def test_qat_cli_trains_and_bakes_weights(trained_checkpoint: Path, tmp_path: Path):
-    out = tmp_path / "q2.safetensors"
-    assert main(["qat", "--checkpoint", str(trained_checkpoint), "--bits", "2", "--finetune-steps", "2",
+def test_coreml_palettization_reproduces_palette_baked_weights(tmp_path: Path):
+    """What palette QAT is for: coremltools' k-means finds the baked palette again, so the exported palettize4
+    model computes what the fine-tuned one did (an unbaked model loses far more)."""
+    pytest.importorskip("coremltools")
+    pytest.importorskip("sklearn")
+    from toolkit.compress.fold import deploy_form
+    from toolkit.export import ExportSpec, export_artifact, load_runner
+
+    x = natural_image(32, 48).transpose(2, 0, 1)[None].astype(np.float32)
+
+    def exported_psnr(model, name: str) -> float:
+        dest = tmp_path / f"{name}.mlpackage"
+        spec = ExportSpec(target="coreml", precision="palettize4", sizes=((32, 48),), style=name)
+        export_artifact(model, spec, dest, check=False)
+        with torch.no_grad():
+            expected = deploy_form(model)[0](torch.from_numpy(x)).numpy()
+        return psnr(expected, load_runner(dest)(x))
+
+    results = {"baked": exported_psnr(bake_weights(tiny_model(), 4, grid="palette"), "baked"),
+               "float": exported_psnr(tiny_model(), "float")}
+    assert results["baked"] > 60 and results["baked"] > results["float"] + 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, per, levels", [(["--bits", "2"], "channel", 3),
+                                               (["--bits", "1", "--palette"], "tensor", 2)])
+def test_qat_cli_trains_and_bakes_weights(trained_checkpoint: Path, tmp_path: Path, flags, per, levels):
+    out = tmp_path / "q.safetensors"
+    assert main(["qat", "--checkpoint", str(trained_checkpoint), *flags, "--finetune-steps", "2",
                  "-o", str(out)]) == 0
     ckpt = load_checkpoint(out)
-    assert distinct_levels(ckpt.model) <= 3
+    assert distinct_levels(ckpt.model, per=per) <= levels
     assert ckpt.meta["compression"][-1]["method"] == "qat"
     assert not any("parametrizations" in k for k in ckpt.model.state_dict())
 
@@ -175,6 +216,7 @@ def test_compare_reports_computed_numbers(trained_checkpoint: Path, tmp_path: Pa
     (["prune", "--sparsity", "0"], "between 0 and 1"),
     (["prune", "--sparsity", "0.5", "--qat-bits", "4"], "--finetune-steps"),
     (["qat", "--bits", "3"], "--bits 3 is not supported"),
+    (["qat", "--bits", "8", "--palette"], "--bits 8 is not supported for the palette grid"),
 ])
 def test_bad_compression_arguments_exit_2(argv, message, trained_checkpoint: Path, tmp_path: Path, capsys):
     argv = argv[:1] + ["--checkpoint", str(trained_checkpoint), "-o", str(tmp_path / "x.safetensors")] + argv[1:]

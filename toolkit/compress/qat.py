@@ -1,14 +1,17 @@
 """Quantization-aware fine-tuning: straight-through fake quantization of conv weights and activations.
 
-Weights: symmetric per-output-channel, `bits` in {8, 4, 2} (2 bits = ternary {-s, 0, +s}: the closest a
-symmetric grid gets to Art'Em's binarised weights while keeping zero). Activations: asymmetric per-tensor uint8 at every
-conv input, range from an exponential moving average of the observed min/max (what onnxruntime's QOperator/QDQ
-calibrate). Gradients pass straight through the rounding (Bengio et al. 2013), so the float weights learn to sit
-where their rounded values still stylise well.
+Weights, on the grid the exporter will store them on:
+  uniform  symmetric per-output-channel, `bits` in {8, 4, 2} (2 bits = ternary {-s, 0, +s}: the closest a
+           symmetric grid gets to Art'Em's binarised weights while keeping zero) -- ONNX/TFLite int8, CoreML int8;
+  palette  one k-means palette of 2**bits values per conv tensor, `bits` in {6, 4, 2, 1} (1 bit = binarised
+           weights) -- exactly what coremltools' per-tensor k-means palettizer stores (CoreML palettizeN).
+Activations: asymmetric per-tensor uint8 at every conv input, range from an exponential moving average of the
+observed min/max (what onnxruntime's QOperator/QDQ calibrate). Gradients pass straight through the rounding (Bengio
+et al. 2013), so the float weights learn to sit where their rounded values still stylise well.
 
 After training, `bake` writes the rounded weights into the float model and removes every hook: the result is an
-ordinary TransformerNet whose conv weights take at most 2**bits - 1 values per output channel, so an exporter's own
-quantizer (ONNX/TFLite int8, CoreML palettization) reproduces them almost exactly.
+ordinary TransformerNet whose conv weights take at most 2**bits - 1 values per output channel (uniform) or 2**bits
+per conv (palette), so the exporter's own quantizer (ONNX/TFLite int8, CoreML palettization) reproduces them.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from torch.nn.utils import parametrize
 
 from toolkit.errors import UserError
 
-WEIGHT_BITS = (8, 4, 2)
+WEIGHT_BITS = {"uniform": (8, 4, 2), "palette": (6, 4, 2, 1)}
 
 
-def check_bits(bits: int, flag: str = "--qat-bits") -> int:
-    if bits not in WEIGHT_BITS:
-        raise UserError(f"{flag} {bits} is not supported; choose one of {', '.join(map(str, WEIGHT_BITS))}")
+def check_bits(bits: int, flag: str = "--qat-bits", grid: str = "uniform") -> int:
+    allowed = WEIGHT_BITS[grid]
+    if bits not in allowed:
+        raise UserError(f"{flag} {bits} is not supported for the {grid} grid; choose one of "
+                        f"{', '.join(map(str, allowed))}")
     return bits
 
 
@@ -37,16 +42,34 @@ def quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
     dims = tuple(range(1, w.dim()))
     scale = w.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / qmax
     q = torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
-    return w + (q - w).detach()
+    return q + (w - w.detach())  # exactly q in value (w - w is 0), gradient 1 straight through
+
+
+def palettize_weight(w: torch.Tensor, bits: int, iterations: int = 12) -> torch.Tensor:
+    """Each weight moved to the nearest of 2**bits k-means centroids of the whole tensor (1-D Lloyd from quantiles),
+    straight-through gradient."""
+    with torch.no_grad():
+        flat = w.detach().flatten()
+        centroids = torch.quantile(flat, torch.linspace(0, 1, min(2 ** bits, flat.numel()), dtype=flat.dtype))
+        for _ in range(iterations):
+            nearest = (flat[:, None] - centroids[None]).abs().argmin(1)
+            sums = torch.zeros_like(centroids).index_add_(0, nearest, flat)
+            counts = torch.bincount(nearest, minlength=centroids.numel())
+            centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+        q = centroids[(flat[:, None] - centroids[None]).abs().argmin(1)].view_as(w)
+    return q + (w - w.detach())  # exactly q in value (w - w is 0), gradient 1 straight through
+
+
+GRIDS = {"uniform": quantize_weight, "palette": palettize_weight}
 
 
 class WeightFakeQuant(nn.Module):
-    def __init__(self, bits: int):
+    def __init__(self, bits: int, grid: str = "uniform"):
         super().__init__()
-        self.bits = bits
+        self.bits, self.quantize = bits, GRIDS[grid]
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return quantize_weight(w, self.bits)
+        return self.quantize(w, self.bits)
 
 
 class ActivationFakeQuant:
@@ -78,13 +101,14 @@ def _convs(model: nn.Module) -> list[nn.Module]:
 
 
 @contextlib.contextmanager
-def fake_quant(model: nn.Module, weight_bits: int = 8, act_bits: int | None = 8) -> Iterator[nn.Module]:
+def fake_quant(model: nn.Module, weight_bits: int = 8, act_bits: int | None = 8,
+               grid: str = "uniform") -> Iterator[nn.Module]:
     """Inside: every conv sees fake-quantized weights (and inputs when act_bits). On exit: weights are baked to
     their rounded values and the hooks are gone, leaving a plain float model."""
-    check_bits(weight_bits)
+    check_bits(weight_bits, grid=grid)
     handles = []
     for conv in _convs(model):
-        parametrize.register_parametrization(conv, "weight", WeightFakeQuant(weight_bits))
+        parametrize.register_parametrization(conv, "weight", WeightFakeQuant(weight_bits, grid))
         if act_bits:
             handles.append(conv.register_forward_pre_hook(ActivationFakeQuant(act_bits)))
     try:
@@ -97,17 +121,19 @@ def fake_quant(model: nn.Module, weight_bits: int = 8, act_bits: int | None = 8)
                 parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
 
 
-def bake_weights(model: nn.Module, bits: int) -> nn.Module:
+def bake_weights(model: nn.Module, bits: int, grid: str = "uniform") -> nn.Module:
     """Round the conv weights in place (post-training quantization of weights only, no fine-tune)."""
-    with fake_quant(model, bits, act_bits=None):
+    with fake_quant(model, bits, act_bits=None, grid=grid):
         pass
     return model
 
 
-def distinct_levels(model: nn.Module) -> int:
-    """The most distinct weight values in any output channel of any conv (<= 2**bits - 1 after baking)."""
+def distinct_levels(model: nn.Module, per: str = "channel") -> int:
+    """The most distinct weight values in any output channel (per="channel": <= 2**bits - 1 after uniform baking)
+    or in any whole conv tensor (per="tensor": <= 2**bits after palette baking)."""
     most = 0
     for conv in _convs(model):
-        w = conv.weight.detach().reshape(conv.weight.shape[0], -1)
-        most = max(most, max(int(torch.unique(row).numel()) for row in w))
+        w = conv.weight.detach()
+        rows = w.reshape(w.shape[0], -1) if per == "channel" else w.reshape(1, -1)
+        most = max(most, max(int(torch.unique(row).numel()) for row in rows))
     return most
