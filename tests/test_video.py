@@ -271,6 +271,17 @@ def test_odd_dimensions_are_padded_to_even(tmp_path, torch_payload):
     assert len(frames) == 5
 
 
+def test_a_frame_size_change_mid_stream_is_a_clear_error(torch_payload):
+    """Frames travel in fixed-size shared-memory slots (and the encoder has one size): a stream that changes size is
+    refused with the frame and both sizes named, not garbled."""
+    from toolkit.video.stylize import _run_local
+
+    frames = [np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48, 3), np.uint8), np.zeros((48, 64, 3), np.uint8)]
+    tasks = iter([((i, f, None), i) for i, f in enumerate(frames)])
+    with pytest.raises(UserError, match="frame 2 is 64x48, the first frame is 48x32"):
+        list(_run_local(torch_payload, None, 1, 1, tasks))
+
+
 def test_existing_output_is_refused_unless_overwrite(tmp_path, clip, torch_payload):
     out = tmp_path / "out.mp4"
     out.write_bytes(b"precious")
