@@ -23,7 +23,7 @@ OPSET = 18
 # int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Which one a net
 # gets is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float): on instance-norm nets s8 QDQ is
 # the fastest (0.99x of fp32, u8 0.96x); on a norm-free deploy form (a batch-norm net folded) only u8 activations
-# let onnxruntime fuse every Conv/Add into QLinearConv/QLinearAdd (1.2-1.35x of fp32; s8 0.8x).
+# let onnxruntime fuse every Conv/Add into QLinearConv/QLinearAdd (1.10-1.25x of its fp32; s8 0.7-0.86x).
 INT8_FORMATS = {"qdq": ("QDQ", "QInt8"), "qdq_u8": ("QDQ", "QUInt8"), "qoperator": ("QOperator", "QUInt8")}
 INT8_FORMAT: str | None = None  # None: chosen per net by int8_format(); a key of INT8_FORMATS forces one layout
 

@@ -4,8 +4,8 @@ fp32: litert-torch straight from torch. fp16: the fp32 flatbuffer with float16 w
 FLOAT_CASTING; compute stays float32 on CPU, GPU delegates run it in fp16). int8: litert-torch PT2E static
 quantisation (per-channel int8 weights, int8 activations) calibrated on real photos. int8_dynamic: dynamic-range
 quantisation with ai-edge-quantizer (per-channel int8 weights; activations quantised per frame at run time, float32
-I/O, no calibration photos). The toolkit metadata is stored
-in the flatbuffer's metadata table under "toolkit" (JSON), so `toolkit validate` can read it back.
+I/O, no calibration photos). The toolkit metadata is stored in the flatbuffer's metadata table under "toolkit"
+(JSON), so `toolkit validate` can read it back.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
     elif spec.precision == "int8_dynamic":
         flatbuffer = _dynamic_int8(_convert_float(model, size))
     else:
-        raise UserError(f"tflite cannot export precision {spec.precision}; it supports fp32, fp16, int8, int8_dynamic")
+        raise UserError(f"tflite cannot export precision {spec.precision}; "
+                        "it supports fp32, fp16, int8, int8_dynamic")
     dest.write_bytes(_with_metadata(flatbuffer, spec.metadata))
 
 

@@ -52,9 +52,9 @@ def nano_bn() -> ArchConfig:
     Instance norm's statistics depend on the image, so it stays a float op between nano's convs (12% of its CPU
     time, and it stops int8 from chaining conv -> relu -> conv). Batch norm in eval mode is a fixed per-channel
     affine map: `toolkit.compress.fold.fold_batchnorm` turns this net into nano with norm="none" when exporting.
-    Side by side on one Zen 5 core at 480x640: fp32 1.22x nano's speed, int8 (u8 activations) 1.38x nano's fp32
-    (benchmarks/results/compression.md). Trained on frost with nano's recipe (1000 steps) its style loss on the eval
-    photos was 59% above nano's and its output visibly flatter: per-image normalisation is what lets a net this
+    Side by side on one Zen 5 core at 480x640 (benchmarks/results/compression.md): fp32 1.16x nano's speed, int8 (u8
+    activations, every Conv/Add fused) 1.28x nano's fp32. Trained on frost with nano's recipe (1000 steps) its style
+    loss on the eval photos was 47-59% above nano's and its output visibly flatter: per-image normalisation is what lets a net this
     small restyle photos of any contrast.
     """
     return dataclasses.replace(nano(), norm="batch")
