@@ -54,8 +54,8 @@ def nano_bn() -> ArchConfig:
     affine map: `toolkit.compress.fold.fold_batchnorm` turns this net into nano with norm="none" when exporting.
     Side by side on one Zen 5 core at 480x640 (benchmarks/results/compression.md): fp32 1.16x nano's speed, int8 (u8
     activations, every Conv/Add fused) 1.28x nano's fp32. Trained on frost with nano's recipe (1000 steps) its style
-    loss on the eval photos was 47-59% above nano's and its output visibly flatter: per-image normalisation is what lets a net this
-    small restyle photos of any contrast.
+    loss on the eval photos was 47-59% above nano's and its output visibly flatter: per-image normalisation is what
+    lets a net this small restyle photos of any contrast.
     """
     return dataclasses.replace(nano(), norm="batch")
 
