@@ -379,3 +379,17 @@ def test_default_output_never_overwrites_the_input(tmp_path: Path):
     assert torch.equal(load_checkpoint(src).model.stem[0][-1].weight, tiny_model().stem[0][-1].weight)
     with pytest.raises(UserError, match="overwrite"):
         check_output(tmp_path / "frost", src)
+
+
+def test_prune_takes_a_shipped_style_name_and_writes_into_runs_not_the_package(tmp_path: Path, monkeypatch):
+    from toolkit.zoo import ZOO_DIR, shipped_styles
+
+    if "frost" not in shipped_styles():
+        pytest.skip("the frost style is not shipped in this build")
+    monkeypatch.chdir(tmp_path)
+    assert main(["prune", "--checkpoint", "frost", "--sparsity", "0.5"]) == 0
+    pruned = load_checkpoint(tmp_path / "runs" / "frost.pruned50.safetensors")
+    assert pruned.arch.widths == (6, 16)
+    assert pruned.meta["compression"][-1]["source"] == str(ZOO_DIR / "frost.safetensors")
+    assert not (ZOO_DIR / "frost.pruned50.safetensors").exists()
+    assert main(["prune", "--checkpoint", "frots", "--sparsity", "0.5"]) == 2  # a typo: did you mean

@@ -6,7 +6,7 @@ HELP = "remove whole channels (torch-pruning), optionally fine-tune / QAT; write
 def add_arguments(p) -> None:
     from toolkit.compress.finetune import add_finetune_arguments
 
-    p.add_argument("--checkpoint", required=True, help="the float checkpoint to prune")
+    p.add_argument("--checkpoint", required=True, help="the float checkpoint to prune, or a style name")
     p.add_argument("--sparsity", type=float, required=True, help="fraction of channels removed per stage, in (0, 1)")
     p.add_argument("--importance", default="l1", choices=["l1", "taylor"],
                    help="channel ranking: l1 weight magnitude, or taylor |w * grad| on the training loss")
@@ -17,6 +17,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from toolkit.checkpoint import load_checkpoint
+    from toolkit.zoo import checkpoint_path
     from toolkit.compress.finetune import check_output, default_output, finetune_config, save_compressed
     from toolkit.compress.prune import check_sparsity, prune_model, pruned_arch
     from toolkit.compress.qat import check_bits, fake_quant
@@ -28,6 +29,7 @@ def run(args) -> int:
         check_bits(args.qat_bits)
         if not args.finetune_steps:
             raise UserError("--qat-bits needs --finetune-steps N (quantization-aware training is a fine-tune)")
+    args.checkpoint = str(checkpoint_path(args.checkpoint))
     ckpt = load_checkpoint(args.checkpoint)
     pruned_arch(ckpt.arch, args.sparsity)  # unsupported nets fail before any work
     tag = f"pruned{round(args.sparsity * 100)}" + (f".qat{args.qat_bits}" if args.qat_bits else "")

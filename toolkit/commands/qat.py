@@ -7,7 +7,7 @@ HELP = ("quantization-aware fine-tune: weights fake-quantized on the exporter's 
 def add_arguments(p) -> None:
     from toolkit.compress.finetune import add_finetune_arguments
 
-    p.add_argument("--checkpoint", required=True, help="the float (or pruned) checkpoint")
+    p.add_argument("--checkpoint", required=True, help="the float (or pruned) checkpoint, or a style name")
     p.add_argument("--bits", type=int, required=True,
                    help="weight bits: 8, 4 or 2 (ternary) per channel; with --palette 6, 4, 2 or 1 (binarised)")
     p.add_argument("--palette", action="store_true",
@@ -19,12 +19,14 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from toolkit.checkpoint import load_checkpoint
+    from toolkit.zoo import checkpoint_path
     from toolkit.compress.finetune import check_output, default_output, finetune_config, save_compressed
     from toolkit.compress.qat import bake_weights, check_bits, fake_quant
     from toolkit.train import finetune
 
     grid = "palette" if args.palette else "uniform"
     check_bits(args.bits, "--bits", grid)
+    args.checkpoint = str(checkpoint_path(args.checkpoint))
     ckpt = load_checkpoint(args.checkpoint)
     tag = f"qat{'_palette' if args.palette else ''}{args.bits}"
     out = check_output(args.out or default_output(args.checkpoint, tag), args.checkpoint)

@@ -38,13 +38,9 @@ def add_arguments(p) -> None:
 
 def _init_path(arg: str | None) -> str | None:
     """--init takes a checkpoint path or the name of a shipped / trained style (resolved like --style)."""
-    from pathlib import Path
+    from toolkit.zoo import checkpoint_path
 
-    if arg is None or Path(arg).is_file():
-        return arg
-    from toolkit.zoo import style_path
-
-    return str(style_path(arg))
+    return None if arg is None else str(checkpoint_path(arg))
 
 
 def run(args) -> int:

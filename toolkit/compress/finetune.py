@@ -63,10 +63,14 @@ def check_images(folder: str | Path, need: int = MIN_IMAGES) -> list[Path]:
     return files
 
 
-def default_output(checkpoint: str | Path, tag: str) -> Path:
+def default_output(checkpoint: str | Path, tag: str, runs_dir: str | Path = "runs") -> Path:
+    """<checkpoint>.<tag>.safetensors beside the source; for a shipped style, in `runs_dir` (never in the package)."""
+    from toolkit.zoo import ZOO_DIR
+
     path = Path(checkpoint)
     stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return stem.with_name(f"{stem.name}.{tag}.safetensors")
+    folder = Path(runs_dir) if path.resolve().parent == ZOO_DIR else stem.parent
+    return folder / f"{stem.name}.{tag}.safetensors"
 
 
 def check_output(out: str | Path, checkpoint: str | Path) -> Path:

@@ -28,6 +28,14 @@ def style_path(name: str, runs_dir: str | Path = "runs") -> Path:
     raise unknown("style", name, shipped_styles() + local_runs)
 
 
+def checkpoint_path(arg: str | Path, runs_dir: str | Path = "runs") -> Path:
+    """A checkpoint path as given, or the checkpoint of a shipped or locally trained style named like `--style`."""
+    path = Path(arg)
+    if path.suffix in (".safetensors", ".json") or path.exists():
+        return path
+    return style_path(str(arg), runs_dir)
+
+
 def load_style(name: str | None = None, checkpoint: str | Path | None = None) -> Checkpoint:
     """The model for `--style NAME` or `--checkpoint PATH` (exactly one)."""
     if bool(name) == bool(checkpoint):
