@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from toolkit.bench.harness import bench_input, time_call
+from toolkit.bench.harness import bench_input, interleaved
 from toolkit.checkpoint import load_checkpoint
 from toolkit.compress.prune import prune_model
 from toolkit.compress.quality import Candidate, eval_images, evaluate
@@ -42,13 +42,10 @@ GOALS = {"prune_speedup": 1.8, "prune_style_change_pct": 10.0, "int8_speedup": 1
 
 def latencies(paths: dict, repeats: int, rounds: int, warmup: int = 3) -> dict:
     """{key: median over interleaved rounds of the CPU-time p50 (ms)} for every artifact in `paths`."""
-    runners = {key: load_runner(path, threads=1) for key, path in paths.items()}
     x = bench_input(*SIZE)
-    samples = {key: [] for key in paths}
-    for _ in range(rounds):
-        for key, run in runners.items():
-            samples[key].append(time_call(lambda: run(x), warmup, repeats).cpu_p50_ms)
-    return {key: statistics.median(v) for key, v in samples.items()}
+    calls = {key: (lambda run=load_runner(path, threads=1): run(x)) for key, path in paths.items()}
+    timings = interleaved(calls, rounds, warmup, repeats)
+    return {key: statistics.median(t.cpu_p50_ms for t in ts) for key, ts in timings.items()}
 
 
 def export(model, name: str, precision: str, out: Path) -> tuple[Path, dict]:

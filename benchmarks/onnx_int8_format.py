@@ -22,7 +22,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from toolkit.bench.harness import bench_input, time_call
+from toolkit.bench.harness import bench_input, interleaved
 from toolkit.export import ExportSpec, export_artifact, load_runner
 from toolkit.fsutil import atomic_path, write_json
 from toolkit.parity import ParityError
@@ -78,14 +78,12 @@ def main() -> None:
                 act = onnx_export.INT8_FORMATS[fmt][1] if fmt else "float"
                 rows.append({"net": net_name, "variant": label, "format": fmt, "activations": act,
                              "bytes": record["bytes"], "psnr_db_vs_torch": psnr,
-                             "ops_run": fused_ops(dest), "p50_ms_rounds": [], "cpu_ms_rounds": []})
+                             "ops_run": fused_ops(dest)})
         onnx_export.INT8_FORMAT = default
-        for _ in range(args.rounds):
-            for i, row in enumerate(rows):
-                timing = time_call(lambda: runners[i](x), warmup=3, runs=args.runs)
-                row["p50_ms_rounds"].append(round(timing.p50_ms, 2))
-                row["cpu_ms_rounds"].append(round(timing.cpu_p50_ms, 2))
-    for row in rows:
+        timings = interleaved({i: (lambda run=run: run(x)) for i, run in runners.items()}, args.rounds, 3, args.runs)
+    for i, row in enumerate(rows):
+        row["p50_ms_rounds"] = [round(t.p50_ms, 2) for t in timings[i]]
+        row["cpu_ms_rounds"] = [round(t.cpu_p50_ms, 2) for t in timings[i]]
         row["p50_ms"] = statistics.median(row["p50_ms_rounds"])
         row["cpu_ms"] = statistics.median(row["cpu_ms_rounds"])
         fp32 = next(r for r in rows if r["net"] == row["net"] and r["format"] is None)

@@ -55,6 +55,17 @@ def test_time_call_reports_percentiles_of_the_timed_runs_only():
     assert min(timing.samples_ms) <= timing.mean_ms <= max(timing.samples_ms)
 
 
+def test_interleaved_times_every_call_once_per_round_in_turn():
+    from toolkit.bench.harness import interleaved
+
+    order = []
+    timings = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=3, warmup=1,
+                          runs=2)
+    assert order == (["a"] * 3 + ["b"] * 3) * 3  # (warm-up + runs) per call, calls alternating round by round
+    assert {k: len(v) for k, v in timings.items()} == {"a": 3, "b": 3}
+    assert all(len(t.samples_ms) == 2 for t in timings["a"])
+
+
 def test_measure_fills_fps_from_p50_and_gmacs_from_macs():
     row = measure(SleepyRunner(3), subject="s", target="onnx", precision="fp32", provider="cpu", threads=1,
                   size=(8, 8), warmup=1, runs=4, macs=3_000_000, nbytes=123)

@@ -116,6 +116,16 @@ def time_call(fn: Callable[[], object], warmup: int, runs: int) -> Timing:
                   mean_ms=statistics.fmean(samples), samples_ms=tuple(samples), cpu_p50_ms=percentile(cpu, 50))
 
 
+def interleaved(calls: dict, rounds: int, warmup: int, runs: int) -> dict:
+    """{key: [Timing per round]}: every call timed once per round, round after round, so on a noisy machine each
+    sees the same conditions (callers take the median over rounds and compare side by side)."""
+    timings: dict = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            timings[key].append(time_call(fn, warmup, runs))
+    return timings
+
+
 def bench_input(height: int, width: int, seed: int = 0) -> np.ndarray:
     """The input every runtime gets: (1, 3, H, W) float32 in [0, 1] (values do not change the work done)."""
     return np.random.default_rng(seed).random((1, 3, height, width), dtype=np.float32)
