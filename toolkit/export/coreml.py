@@ -115,9 +115,8 @@ def compress(mlmodel, precision: str):
 
 def _output_convs(mlmodel) -> list[str]:
     """The last conv of the program: the one writing the image."""
-    convs = [op.name for op in mlmodel._mil_program.functions["main"].operations if op.op_type in ("conv",
-                                                                                                  "conv_transpose")]
-    return convs[-1:]
+    ops = mlmodel._mil_program.functions["main"].operations
+    return [op.name for op in ops if op.op_type in ("conv", "conv_transpose")][-1:]
 
 
 def describe(mlmodel, model, spec: ExportSpec, precision: str, sizes: Tuple[Size, ...]) -> None:
