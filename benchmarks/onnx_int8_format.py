@@ -1,8 +1,9 @@
 """Which ONNX int8 layout to ship: QDQ with u8 or s8 activations, or QOperator (u8)? Weights are s8 per-channel.
 
 All static, calibrated on the same photos (dynamic quantisation is never an option: ConvInteger is ~9x slower here).
-Measured on the shipped net (instance norm stays float between the quantized convs) and on the same arch with
-norm="none", which is what a norm="batch" net (`--arch nano_bn`) exports as after folding. onnxruntime CPU,
+Measured on the shipped net (instance norm stays float between the quantized convs), on the same arch with
+trunk_norm="none" (what `--arch nano_lite` exports as: instance norm only in the stem and up stage) and with
+norm="none" (what `--arch nano_bn` exports as after folding). onnxruntime CPU,
 1 thread, 480x640; every variant timed in each of --rounds interleaved rounds (this machine is noisy), median of the
 rounds' p50s; PSNR vs the float torch model on the parity photos. The fastest layout (quality permitting) becomes
 toolkit.export.onnx.int8_format's choice for that kind of net.
@@ -59,6 +60,7 @@ def main() -> None:
 
     shipped = load_style(None if args.checkpoint else args.style, args.checkpoint).model.eval()
     nets = {args.checkpoint or args.style: shipped,
+            "same arch, trunk_norm=none": create_model(dataclasses.replace(shipped.config, trunk_norm="none")).eval(),
             "same arch, norm=none": create_model(dataclasses.replace(shipped.config, norm="none")).eval()}
     layouts = [("fp32", None)] + [(f"int8 {fmt}", fmt) for fmt in onnx_export.INT8_FORMATS]
     default, x, rows, runners = onnx_export.INT8_FORMAT, bench_input(*SIZE), [], {}

@@ -218,6 +218,17 @@ def test_compare_reports_computed_numbers(trained_checkpoint: Path, tmp_path: Pa
         assert im.width > 3 * 48
 
 
+def test_compare_takes_a_style_name_like_style(tmp_path: Path, image_dir: Path, capsys):
+    out = tmp_path / "report"
+    style_image = str(sorted(image_dir.iterdir())[0])
+    assert main(["compare", "frost", "--images", str(image_dir), "--size", "32", "--loss-net", "random",
+                 "--style-image", style_image, "-o", str(out)]) == 0
+    data = json.loads((out / "compare.json").read_text())
+    assert data["reference"].endswith("frost.safetensors") and [r["params"] > 0 for r in data["rows"]] == [True]
+    assert main(["compare", "no_such_style", "-o", str(out)]) == 2
+    assert "no_such_style" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["prune", "--sparsity", "1.0"], "between 0 and 1"),
     (["prune", "--sparsity", "0"], "between 0 and 1"),
@@ -259,12 +270,19 @@ def test_pixelshuffle_upsampling_is_refused():
         pruned_arch(create_model("nano", upsample="pixelshuffle").config, 0.5)
 
 
-@pytest.mark.parametrize("upsample", ["conv_bilinear", "nearest", "transposed", "pixelshuffle"])
-def test_batchnorm_folds_exactly_into_the_convs(upsample):
+@pytest.mark.parametrize("upsample, norm, trunk_norm, folded_norms", [
+    ("conv_bilinear", "batch", None, ("none", None)),
+    ("nearest", "batch", None, ("none", None)),
+    ("transposed", "batch", None, ("none", None)),
+    ("pixelshuffle", "batch", None, ("none", None)),
+    ("conv_bilinear", "instance", "batch", ("instance", "none")),  # nano_lite: instance norm stays at the ends
+    ("nearest", "batch", "instance", ("none", "instance")),
+])
+def test_batchnorm_folds_exactly_into_the_convs(upsample, norm, trunk_norm, folded_norms):
     from toolkit.compress.fold import fold_batchnorm
 
     arch = ArchConfig(widths=(4, 8), down_stages=2, res_blocks=1, block="residual", first_kernel=3, last_kernel=3,
-                      norm="batch", upsample=upsample)
+                      norm=norm, trunk_norm=trunk_norm, upsample=upsample)
     model = TransformerNet(arch)
     with torch.no_grad():
         for m in model.modules():
@@ -273,7 +291,7 @@ def test_batchnorm_folds_exactly_into_the_convs(upsample):
                 m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.2)
     model.eval()
     folded = fold_batchnorm(model)
-    assert folded.config.norm == "none"
+    assert (folded.config.norm, folded.config.trunk_norm) == folded_norms
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     x = torch.rand(1, 3, 32, 32)
     torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-4)
@@ -282,7 +300,7 @@ def test_batchnorm_folds_exactly_into_the_convs(upsample):
 def test_instance_norm_does_not_fold():
     from toolkit.compress.fold import fold_batchnorm
 
-    with pytest.raises(UserError, match="norm='batch'"):
+    with pytest.raises(UserError, match="only batch norm folds"):
         fold_batchnorm(tiny_model())
 
 
@@ -348,6 +366,19 @@ def test_a_batch_norm_net_deploys_with_no_norm_and_a_folded_head():
         a, b = model(x), deployed(x)
     torch.testing.assert_close(b[..., 2:-2, 2:-2], a[..., 2:-2, 2:-2], atol=2e-5, rtol=1e-4)
     assert record["interior_max_abs_diff"] < 2e-5
+
+
+def test_nano_lite_keeps_instance_norm_only_at_the_ends_and_deploys_with_two():
+    from toolkit.compress.fold import deploy_form
+
+    model = create_model("nano_lite")
+    norms = {name.split(".")[0]: type(m).__name__ for name, m in model.named_modules()
+             if isinstance(m, (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d))}
+    assert norms == {"stem": "InstanceNorm2d", "down": "BatchNorm2d", "res": "BatchNorm2d", "up": "InstanceNorm2d"}
+    deployed, record = deploy_form(_perturbed(model))
+    assert sum(isinstance(m, torch.nn.InstanceNorm2d) for m in deployed.modules()) == 2
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
+    assert "batch norm folded" in record["rewrite"] and record["interior_max_abs_diff"] < 2e-5
 
 
 @pytest.mark.slow

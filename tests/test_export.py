@@ -308,10 +308,11 @@ def test_onnx_int8_keeps_the_stem_float_so_instance_norm_cannot_magnify_its_roun
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset, layout, zero_point_type", [("nano", "qdq", "INT8"),
-                                                             ("nano_bn", "qdq_u8", "UINT8")])
+                                                             ("nano_bn", "qdq_u8", "UINT8"),
+                                                             ("nano_lite", "qdq_u8", "UINT8")])
 def test_onnx_int8_layout_follows_the_deploy_form(preset, layout, zero_point_type, tmp_path):
-    """Instance norm stays float, so s8 activations are fastest around it; a norm-free deploy form (batch norm folded)
-    gets u8 activations, the only ones onnxruntime fuses into QLinearConv/QLinearAdd chains on x86."""
+    """Instance norm stays float, so s8 activations are fastest around it; a trunk whose batch norm folded away gets
+    u8 activations, the only ones onnxruntime fuses into QLinearConv/QLinearAdd chains on x86."""
     if not _have("onnxruntime"):
         pytest.skip("onnxruntime is not installed")
     import onnx

@@ -46,6 +46,8 @@ class ArchConfig:
     down_kernel: int = 3             # 4 gives symmetric, evenly overlapping stride-2 windows
     padding: str = "reflect"
     norm: str = "instance"
+    trunk_norm: str | None = None    # norm of the down stages and residual blocks (None: `norm`); instance at the
+                                     # ends + batch in the trunk keeps per-image normalisation and folds the rest
     upsample: str = "nearest"
     head: str = "conv"               # conv at full res | shuffle: 1/2-res conv to 12 ch + PixelShuffle(2) |
                                      # bilinear: bilinear x2 of the 1/2-res features, then a full-res conv to RGB
@@ -60,6 +62,7 @@ class ArchConfig:
         check("block", self.block, BLOCKS)
         check("padding", self.padding, PADDINGS)
         check("norm", self.norm, NORMS)
+        check("trunk_norm", self.trunk_norm, (None, *NORMS))
         check("upsample", self.upsample, UPSAMPLES)
         check("head", self.head, HEADS)
         check("output", self.output, OUTPUTS)
@@ -85,6 +88,11 @@ class ArchConfig:
     def stride(self) -> int:
         """Input sides must be multiples of this (the net pads and crops other sizes in `stylize`)."""
         return 2 ** self.down_stages
+
+    @property
+    def trunk(self) -> str:
+        """The norm of the down stages and residual blocks."""
+        return self.norm if self.trunk_norm is None else self.trunk_norm
 
     @property
     def strided_stem(self) -> bool:

@@ -6,9 +6,10 @@ HELP = ("quality table for compressed models: bytes, params, MACs, PSNR vs the f
 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="MODEL",
-                   help="checkpoints (.safetensors) and/or exported artifacts (.onnx, .tflite, .mlpackage)")
-    p.add_argument("--reference", help="the float checkpoint every PSNR / loss change is measured against "
-                   "(default: the first checkpoint among MODEL)")
+                   help="checkpoints (.safetensors, or a style name like --style) and/or exported artifacts "
+                   "(.onnx, .tflite, .mlpackage)")
+    p.add_argument("--reference", help="the float checkpoint (or style name) every PSNR / loss change is measured "
+                   "against (default: the first checkpoint among MODEL)")
     p.add_argument("--images", help="eval photos (default: the shared content/eval set)")
     p.add_argument("--size", type=int, default=256, help="eval long side (default 256)")
     p.add_argument("--style-image", help="style image for the style loss (default: the reference's training one)")
@@ -27,9 +28,14 @@ def run(args) -> int:
     from toolkit.config import TrainConfig
     from toolkit.errors import UserError
     from toolkit.train import style_loss
+    from toolkit.zoo import checkpoint_path
 
     if args.size < 16:
         raise UserError(f"--size {args.size} is too small; use at least 16")
+    # a bare name (no suffix) is a shipped or locally trained style, as for prune/qat --checkpoint
+    args.inputs = [p if Path(p).suffix else str(checkpoint_path(p)) for p in args.inputs]
+    args.reference = args.reference and (args.reference if Path(args.reference).suffix
+                                         else str(checkpoint_path(args.reference)))
     ref_path = args.reference or next((p for p in args.inputs if Path(p).suffix in CHECKPOINT_SUFFIXES), None)
     if ref_path is None:
         raise UserError("no float checkpoint to compare against; pass --reference CHECKPOINT")

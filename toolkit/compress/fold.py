@@ -1,7 +1,7 @@
-"""Deploy-time normalisation folding: a net trained with norm="batch" becomes the same net with norm="none"
-(eval-mode BatchNorm is a per-channel affine map, folded exactly into the conv before it), so int8 runs
-conv -> relu -> conv with no float normalisation between quantized convs (instance norm cannot fold: its statistics
-depend on the image)."""
+"""Deploy-time normalisation folding: every batch norm of a net (norm="batch", or trunk_norm="batch") is folded into
+the conv before it, giving the same net with "none" there (eval-mode BatchNorm is a per-channel affine map), so int8
+runs conv -> relu -> conv with no float normalisation between quantized convs (instance norm cannot fold: its
+statistics depend on the image)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from toolkit.models.transformer_net import TransformerNet
 
 
 def fold_batchnorm(model: TransformerNet) -> TransformerNet:
-    """The norm="none" TransformerNet computing what `model` (norm="batch", eval mode) computes."""
-    if model.config.norm != "batch":
-        raise UserError(f"only norm='batch' nets fold into their convs (this one has norm='{model.config.norm}')")
+    """The TransformerNet computing what `model` (eval mode) computes, with "none" wherever it had batch norm."""
+    cfg = model.config
+    if "batch" not in (cfg.norm, cfg.trunk):
+        raise UserError(f"only batch norm folds into the convs (this net has norm='{cfg.norm}', "
+                        f"trunk_norm='{cfg.trunk}'); train with --arch nano_bn or nano_lite for a foldable net")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     last_conv = None
     for name, m in model.named_modules():
@@ -37,7 +39,8 @@ def fold_batchnorm(model: TransformerNet) -> TransformerNet:
             state[f"{last_conv}.bias"] = bias * scale + shift
             for key in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
                 state.pop(f"{name}.{key}", None)
-    folded = TransformerNet(dataclasses.replace(model.config, norm="none"))
+    norm, trunk = ("none" if n == "batch" else n for n in (cfg.norm, cfg.trunk))
+    folded = TransformerNet(dataclasses.replace(cfg, norm=norm, trunk_norm=None if trunk == norm else trunk))
     folded.load_state_dict(state, strict=True)
     return folded.eval()
 
@@ -82,7 +85,7 @@ def deploy_form(model: TransformerNet) -> tuple[TransformerNet, dict | None]:
     """What the exporters write for `model`: its fast deploy-time equivalent, and a record of the rewrites (None when
     there are none) with how close the rewritten net stays to the trained one (PSNR on the parity photos)."""
     rewrites, deployed = [], model
-    if deployed.config.norm == "batch":
+    if "batch" in (deployed.config.norm, deployed.config.trunk):
         deployed = fold_batchnorm(deployed)
         rewrites.append("batch norm folded into the convs (exact)")
     if _has_foldable_head(deployed.config):

@@ -21,18 +21,19 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 # int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Which one a net
-# gets is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float): on instance-norm nets s8 QDQ is
-# the fastest (0.99x of fp32, u8 0.96x); on a norm-free deploy form (a batch-norm net folded) only u8 activations
-# let onnxruntime fuse every Conv/Add into QLinearConv/QLinearAdd (1.10-1.25x of its fp32; s8 0.7-0.86x).
+# gets is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float): with instance norm throughout
+# (a float op after every conv) s8 QDQ was the fastest on AVX2 boxes (0.99x of fp32, u8 0.96x); where the trunk's
+# norms fold away (nano_lite, nano_bn) only u8 activations let onnxruntime fuse the trunk's Conv/Add into
+# QLinearConv/QLinearAdd chains (1.18-1.25x of its fp32; s8 0.81-0.86x).
 INT8_FORMATS = {"qdq": ("QDQ", "QInt8"), "qdq_u8": ("QDQ", "QUInt8"), "qoperator": ("QOperator", "QUInt8")}
 INT8_FORMAT: str | None = None  # None: chosen per net by int8_format(); a key of INT8_FORMATS forces one layout
 
 
 def int8_format(model) -> str:
-    """The int8 layout for this (deploy-form) net: u8 activations when no normalisation runs on device."""
+    """The int8 layout for this (deploy-form) net: u8 activations unless instance norm runs in the trunk."""
     if INT8_FORMAT is not None:
         return INT8_FORMAT
-    return "qdq_u8" if model.config.norm == "none" else "qdq"
+    return "qdq" if model.config.trunk == "instance" else "qdq_u8"
 
 
 def export(model, spec: ExportSpec, dest: Path) -> None:

@@ -24,9 +24,9 @@ class TransformerNet(nn.Module):
         w = [int(c) for c in cfg.widths]
         pad, norm = cfg.padding, cfg.norm
         self.stem = conv_norm_relu(3, w[0], cfg.first_kernel, 2 if cfg.strided_stem else 1, pad, norm)
-        self.down = nn.Sequential(*[conv_norm_relu(w[i], w[i + 1], cfg.down_kernel, 2, pad, norm)
+        self.down = nn.Sequential(*[conv_norm_relu(w[i], w[i + 1], cfg.down_kernel, 2, pad, cfg.trunk)
                                     for i in range(len(w) - 1)])
-        self.res = nn.Sequential(*[ResidualBlock(w[-1], cfg.block, pad, norm, cfg.bottleneck_k)
+        self.res = nn.Sequential(*[ResidualBlock(w[-1], cfg.block, pad, cfg.trunk, cfg.bottleneck_k)
                                    for _ in range(cfg.res_blocks)])
         # Up path mirrors the widths; a strided stem adds one more up stage at widths[0].
         up_channels = list(reversed(w)) + ([w[0]] if cfg.strided_stem else [])
