@@ -3,12 +3,14 @@ rounds with the bench protocol (toolkit.bench.harness.time_call: warm-up, repeat
 of the rounds: this machine is noisy, ratios measured side by side hold.
 
 Goals (issue 5): 50%-pruned >= 1.8x faster than unpruned with style loss within +10%; int8 >= 1.5x faster than fp32
-with PSNR >= 32 dB vs fp32. Also measures the deploy-time alternative to instance norm: `--folded CKPT`, the same
-style trained with norm="batch" (`--arch nano_bn`), which exports with its batch norm folded into the convs (no norm
-on device, u8 int8 chains); its quality is its style/content loss vs the float instance-norm model's.
+with PSNR >= 32 dB vs fp32. Also measures deploy-time alternatives to instance norm: `--alternative CKPT` (repeat
+it), the same style trained with batch norm in place of some instance norms (`--arch nano_bn`: all of them;
+`--arch nano_lite`: the trunk's), which export with their batch norm folded into the convs (u8 int8 chains); their
+quality is their style/content loss vs the float instance-norm model's. Without one, the folded forms are timed with
+random weights.
 
     python benchmarks/compression.py [--checkpoint frost] [--pruned runs/frost.pruned50.safetensors]
-        [--folded runs/frost_bn/frost_bn.safetensors] [--repeats 15] [--rounds 3]
+        [--alternative runs/frost_lite/frost_lite.safetensors ...] [--repeats 15] [--rounds 3]
 
 Writes benchmarks/results/compression.{json,md}.
 """
@@ -61,8 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default="frost", help="trained float checkpoint or shipped style (default frost)")
     ap.add_argument("--pruned", help="an already pruned (and fine-tuned) checkpoint of --checkpoint to measure "
                     "instead of pruning here without fine-tune")
-    ap.add_argument("--folded", help="the same style trained with norm='batch' (deploy-time alternative to "
-                    "instance norm; exported with batch norm folded into the convs)")
+    ap.add_argument("--alternative", action="append", default=[], metavar="CKPT",
+                    help="the same style trained with batch norm in place of (some) instance norm (--arch nano_bn, "
+                    "nano_lite); exported with its batch norm folded into the convs. Repeatable")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--eval-size", type=int, default=256, help="long side of the eval photos for quality")
@@ -77,10 +80,14 @@ def main(argv=None) -> int:
         cfg = dataclasses.replace(cfg, style_image=str(shared_data("styles", style_name)))
     pruned = load_checkpoint(args.pruned).model if args.pruned else prune_model(model, 0.5)
     variants = {"float": model, "pruned50": pruned}
-    if args.folded:
-        variants["batchnorm_folded"] = load_checkpoint(args.folded).model
-    else:  # what a batch-norm net exports as, with random weights: latency only
-        variants["norm_none"] = create_model(dataclasses.replace(model.config, norm="none")).eval()
+    alternatives = {}
+    for path in args.alternative:
+        alt = load_checkpoint(path)
+        alternatives[alt.meta.get("train_config", {}).get("arch") or Path(path).stem] = alt.model
+    if not alternatives:  # what the batch-norm nets export as, with random weights: latency only
+        for knob in ("trunk_norm", "norm"):
+            alternatives[f"{knob}_none"] = create_model(dataclasses.replace(model.config, **{knob: "none"})).eval()
+    variants.update(alternatives)
 
     with tempfile.TemporaryDirectory() as tmp:
         exports = {(name, precision): export(net, name, precision, Path(tmp))
@@ -91,7 +98,7 @@ def main(argv=None) -> int:
         for (name, precision), path in paths.items():
             net = variants[name]
             rows.append({"model": name, "precision": precision, "widths": list(net.config.widths),
-                         "norm": net.config.norm, "params": count_params(net), "macs": count_macs(net, *SIZE),
+                         "norm": net.config.norm, "trunk_norm": net.config.trunk, "params": count_params(net), "macs": count_macs(net, *SIZE),
                          "bytes": path.stat().st_size, "cpu_p50_ms": ms[(name, precision)],
                          "fps": 1e3 / ms[(name, precision)], "repeats": args.repeats, "rounds": args.rounds,
                          "parity_psnr_db": (exports[(name, precision)][1]["parity"] or {}).get("min_psnr_db")})
@@ -105,8 +112,8 @@ def main(argv=None) -> int:
                              load_runner(path))
 
         cands = [candidate("pruned50", "fp32"), candidate("float", "int8"), candidate("pruned50", "int8")]
-        if args.folded:
-            cands += [candidate("batchnorm_folded", "fp32"), candidate("batchnorm_folded", "int8")]
+        if args.alternative:
+            cands += [candidate(name, precision) for name in alternatives for precision in ("fp32", "int8")]
         quality, _ = evaluate(cands, Checkpoint(model=model, meta={}), eval_images(None, args.eval_size),
                               style_loss(cfg))
     q = {r.name: dataclasses.asdict(r) for r in quality}
@@ -117,12 +124,13 @@ def main(argv=None) -> int:
         "int8_speedup": fps[("float", "int8")] / fps[("float", "fp32")],
         "int8_psnr_db": q["float_int8"]["psnr_db"],
     }
-    alt = "batchnorm_folded" if args.folded else "norm_none"
-    info = {f"{alt}_int8_speedup": fps[(alt, "int8")] / fps[(alt, "fp32")],
-            f"{alt}_vs_instance_fp32_speedup": fps[(alt, "fp32")] / fps[("float", "fp32")],
-            f"{alt}_int8_vs_instance_fp32_speedup": fps[(alt, "int8")] / fps[("float", "fp32")]}
-    if args.folded:
-        info["batchnorm_folded_style_change_pct"] = q["batchnorm_folded"]["style_change_pct"]
+    info = {}
+    for alt in alternatives:
+        info.update({f"{alt}_int8_speedup": fps[(alt, "int8")] / fps[(alt, "fp32")],
+                     f"{alt}_vs_instance_fp32_speedup": fps[(alt, "fp32")] / fps[("float", "fp32")],
+                     f"{alt}_int8_vs_instance_fp32_speedup": fps[(alt, "int8")] / fps[("float", "fp32")]})
+        if args.alternative:
+            info[f"{alt}_style_change_pct"] = q[alt]["style_change_pct"]
     summary.update(info)
     goals = {
         "prune_speedup": summary["prune_speedup"] >= GOALS["prune_speedup"],
@@ -135,7 +143,7 @@ def main(argv=None) -> int:
     from toolkit.bench.harness import host_info
 
     result = {"source": source, "pruned_source": args.pruned or "prune_model(sparsity=0.5, l1), no fine-tune",
-              "folded_source": args.folded, "size": list(SIZE), "threads": 1, "clock": "process CPU time",
+              "alternative_sources": args.alternative, "size": list(SIZE), "threads": 1, "clock": "process CPU time",
               "runtime": f"onnxruntime {onnxruntime.__version__} CPU", "host": host_info().to_dict(),
               "arch": dataclasses.asdict(model.config), "rows": rows, "quality": q, "summary": summary,
               "goals": GOALS, "goals_met": goals, "style_image": cfg.style_image, "loss_net": cfg.loss.loss_net}
@@ -145,12 +153,12 @@ def main(argv=None) -> int:
           f"Host: {result['host']['cpu_model']} (family {result['host']['cpu_family']}). "
           f"Median of {args.rounds} interleaved rounds of {args.repeats} runs.", "",
           f"source: {source}; pruned: {result['pruned_source']}"
-          + (f"; batch-norm alternative: {args.folded}" if args.folded else ""), "",
-          "| model | precision | norm (trained) | widths | params | GMAC | bytes | CPU p50 ms | fps | int8 PSNR vs own "
+          + (f"; batch-norm alternatives: {', '.join(args.alternative)}" if args.alternative else ""), "",
+          "| model | precision | norm / trunk norm (trained) | widths | params | GMAC | bytes | CPU p50 ms | fps | int8 PSNR vs own "
           "fp32 (dB) |", "|" + "---|" * 10]
     for r in rows:
         parity = f"{r['parity_psnr_db']:.1f}" if r["parity_psnr_db"] else "-"
-        md.append(f"| {r['model']} | {r['precision']} | {r['norm']} | {r['widths']} | {r['params']} | "
+        md.append(f"| {r['model']} | {r['precision']} | {r['norm']} / {r['trunk_norm']} | {r['widths']} | {r['params']} | "
                   f"{r['macs'] / 1e9:.3f} | {r['bytes']} | {r['cpu_p50_ms']:.1f} | {r['fps']:.1f} | {parity} |")
     md += ["", "| quality vs float (eval photos) | PSNR dB | style loss change % | content loss change % |",
            "|---|---|---|---|"]
