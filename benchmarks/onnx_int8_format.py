@@ -1,9 +1,9 @@
 """Which ONNX int8 layout to ship: QDQ with u8 or s8 activations, or QOperator (u8)? Weights are s8 per-channel.
 
 All static, calibrated on the same photos (dynamic quantisation is never an option: ConvInteger is ~9x slower here).
-Measured on the shipped net (instance norm stays float between the quantized convs), on the same arch with
-trunk_norm="none" (what `--arch nano_lite` exports as: instance norm only in the stem and up stage) and with
-norm="none" (what `--arch nano_bn` exports as after folding). onnxruntime CPU,
+Measured on the shipped net and on its arch with each normalisation layout as it deploys: instance norm throughout
+(nano: a float op after every conv), trunk_norm="none" (what `--arch nano_lite` exports as: instance norm only in
+the stem and up stage) and norm="none" (what `--arch nano_bn` exports as after folding). onnxruntime CPU,
 1 thread, 480x640; every variant timed in each of --rounds interleaved rounds (this machine is noisy), median of the
 rounds' p50s; PSNR vs the float torch model on the parity photos. The fastest layout (quality permitting) becomes
 toolkit.export.onnx.int8_format's choice for that kind of net.
@@ -59,9 +59,13 @@ def main() -> None:
     from toolkit.zoo import load_style
 
     shipped = load_style(None if args.checkpoint else args.style, args.checkpoint).model.eval()
-    nets = {args.checkpoint or args.style: shipped,
-            "same arch, trunk_norm=none": create_model(dataclasses.replace(shipped.config, trunk_norm="none")).eval(),
-            "same arch, norm=none": create_model(dataclasses.replace(shipped.config, norm="none")).eval()}
+    # the shipped net, then its arch with each normalisation layout as deployed (random weights: speed and layout)
+    layouts_of_norm = {"instance norm throughout (nano)": {"norm": "instance", "trunk_norm": None},
+                       "trunk norm folded (nano_lite)": {"norm": "instance", "trunk_norm": "none"},
+                       "no norm (nano_bn folded)": {"norm": "none", "trunk_norm": None}}
+    nets = {args.checkpoint or args.style: shipped}
+    nets.update({name: create_model(dataclasses.replace(shipped.config, **knobs)).eval()
+                 for name, knobs in layouts_of_norm.items()})
     layouts = [("fp32", None)] + [(f"int8 {fmt}", fmt) for fmt in onnx_export.INT8_FORMATS]
     default, x, rows, runners = onnx_export.INT8_FORMAT, bench_input(*SIZE), [], {}
     with tempfile.TemporaryDirectory() as tmp:
