@@ -3,10 +3,10 @@ weight values). Writes benchmarks/results/latency.{json,md,png}.
 
     python benchmarks/latency.py [--quick]
 
-Rows: nano, nano_bn (batch norm, folded at export), caffe2go, fastchi under onnxruntime CPU (fp32, int8; 1 and 2
-threads; 240x320, 480x640, 720x1280), torch eager (fp32, 1 thread, 480x640), LiteRT (fp32, int8, 1 thread,
-480x640) when its exporter is present, and the unavailable providers (XNNPACK/CUDA EP, CoreML predict) as rows with
-their reason. Each row's speed-up is against johnson2016 fp32 timed in the same run at the same
+Rows: nano, nano_lite (trunk batch norm folded at export), nano_bn (all batch norm, folded), caffe2go, fastchi
+under onnxruntime CPU (fp32, int8; 1 and 2 threads; 240x320, 480x640, 720x1280), torch eager (fp32, 1 thread,
+480x640), LiteRT (fp32, int8, 1 thread, 480x640) when its exporter is present, and the unavailable providers
+(XNNPACK/CUDA EP, CoreML predict) as rows with their reason. Each row's speed-up is against johnson2016 fp32 timed in the same run at the same
 target/provider/threads/size. GMAC/s is compared with the ISA peak estimate of the core(s) and with a measured
 single-thread fp32 matmul (what a tuned GEMM reaches here).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PRESETS = ("nano", "nano_bn", "caffe2go", "fastchi")
+PRESETS = ("nano", "nano_lite", "nano_bn", "caffe2go", "fastchi")
 
 
 def matmul_gmacs(threads: int = 1, n: int = 1024, repeats: int = 10) -> float:

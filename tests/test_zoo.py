@@ -90,14 +90,31 @@ def test_packaged_checkpoint_keeps_the_weights_and_a_compact_training_record(tmp
     assert "--arch tiny" in command and "--temporal-weight 200.0" in command and "--encoder-precision bf16" in command
 
 
+def test_a_fine_tuned_checkpoint_records_how_its_starting_point_was_trained(tmp_path):
+    base = save_checkpoint(tmp_path / "base" / "base.safetensors", tiny_model(),
+                           {"name": "base", "step": 1000, "train_config": {"arch": "tiny", "steps": 1000, "lr": 0.001,
+                                                                           "style_image": "/x/s.png", "loss": {}}})
+    src = save_checkpoint(tmp_path / "run" / "s.safetensors", tiny_model(seed=1),
+                          {"name": "s", "step": 600, "history": [],
+                           "train_config": {"arch": "tiny", "steps": 600, "init": str(base), "style_image": "/x/s.png",
+                                            "loss": {"temporal_weight": 200.0}}})
+    meta = load_checkpoint(package_checkpoint(src, "s", "a test pattern", "CC0", zoo_dir=tmp_path / "zoo")).meta
+    assert "--init base.safetensors" in meta["train_command"]
+    assert meta["fine_tuned_from"]["steps"] == 1000
+    assert "--steps 1000" in meta["fine_tuned_from"]["train_command"]
+    assert "--temporal-weight" not in meta["fine_tuned_from"]["train_command"]
+
+
 def test_gallery_has_a_row_per_artifact(tmp_path):
     data = {"styles": {"s": {"arch": "tiny", "params": 10, "macs_480x640": 1e6, "style_source": "x", "licence": "y",
                              "train_command": "toolkit train", "training": {"steps": 5, "wall_time_s": 60},
-                             "preview": "s/preview.png"}},
+                             "preview": "s/preview.png",
+                             "fine_tuned_from": {"steps": 1000, "train_command": "toolkit train --steps 1000"}}},
             "artifacts": {f"s/s.{i}.onnx": {"style": "s", "target": "onnx", "precision": "fp32", "sizes": "dynamic",
                                             "bytes": 1000, "parity": {"max_abs": 1e-6}} for i in range(3)}}
     text = write_gallery(tmp_path, data).read_text()
     assert text.count("| s/s.") == 3 and "![s](s/preview.png)" in text
+    assert "from a net trained 1000 steps: `toolkit train --steps 1000`" in text
 
 
 def test_reshipping_a_zoo_style_keeps_its_training_record(tmp_path, monkeypatch):

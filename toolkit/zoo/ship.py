@@ -46,18 +46,28 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
         "loader_wait_fraction": history[-1].get("loader_wait_fraction") if history else None,
     }
     cfg = ckpt.meta.get("train_config", {})
-    loss = cfg.get("loss", {})
-    command = (f"toolkit train --style-image {Path(cfg.get('style_image', '?')).name} --name {style} "
-               f"--arch {cfg.get('arch')} --content-dir <photos> --steps {cfg.get('steps')} --size {cfg.get('size')} "
-               f"--batch {cfg.get('batch')} --lr {cfg.get('lr')} --style-weight {loss.get('style_weight')} "
-               f"--content-weight {loss.get('content_weight')} --tv-weight {loss.get('tv_weight')} "
-               f"--seed {cfg.get('seed')}" + (f" --init {Path(cfg['init']).name}" if cfg.get("init") else "")
-               + (f" --temporal-weight {loss['temporal_weight']}" if loss.get("temporal_weight") else "")
-               + (f" --encoder-precision {loss['encoder_precision']}"
-                  if loss.get("encoder_precision", "fp32") != "fp32" else ""))
-    meta = {"name": style, "train_config": cfg, "training": summary, "train_command": command,
+    meta = {"name": style, "train_config": cfg, "training": summary, "train_command": train_command(cfg, style),
             "style_source": source, "licence": licence}
+    if cfg.get("init") and Path(cfg["init"]).is_file():  # how the starting point was trained, not just its file name
+        init = load_checkpoint(cfg["init"]).meta
+        meta["fine_tuned_from"] = {
+            "steps": init.get("step") or init.get("training", {}).get("steps"),
+            "train_command": init.get("train_command") or train_command(init.get("train_config", {}),
+                                                                        Path(cfg["init"]).stem)}
     return save_checkpoint(zoo_dir / f"{style}.safetensors", ckpt.model, meta)
+
+
+def train_command(cfg: dict, name: str) -> str:
+    """The `toolkit train` command line a recorded train config corresponds to (photos folder left out)."""
+    loss = cfg.get("loss", {})
+    return (f"toolkit train --style-image {Path(cfg.get('style_image', '?')).name} --name {name} "
+            f"--arch {cfg.get('arch')} --content-dir <photos> --steps {cfg.get('steps')} --size {cfg.get('size')} "
+            f"--batch {cfg.get('batch')} --lr {cfg.get('lr')} --style-weight {loss.get('style_weight')} "
+            f"--content-weight {loss.get('content_weight')} --tv-weight {loss.get('tv_weight')} "
+            f"--seed {cfg.get('seed')}" + (f" --init {Path(cfg['init']).name}" if cfg.get("init") else "")
+            + (f" --temporal-weight {loss['temporal_weight']}" if loss.get("temporal_weight") else "")
+            + (f" --encoder-precision {loss['encoder_precision']}"
+               if loss.get("encoder_precision", "fp32") != "fp32" else ""))
 
 
 def eval_photos(limit: int = 6) -> list[Path]:
@@ -148,6 +158,8 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
         "train_command": ckpt.meta["train_command"],
         "training": ckpt.meta["training"],
     }
+    if "fine_tuned_from" in ckpt.meta:
+        record["fine_tuned_from"] = ckpt.meta["fine_tuned_from"]
     if photos:
         record["preview"] = f"{style}/preview.png"
         render_preview(model, photos, out_dir / style / "preview.png", style_image if style_image.is_file() else None)
@@ -183,7 +195,11 @@ def write_gallery(out_dir: Path, manifest: dict) -> Path:
         lines += [f"## {style}", "", f"Style image: {rec['style_source']} — licence: {rec['licence']}.  ",
                   f"Arch `{rec['arch']}`: {rec['params']:,} params, {rec['macs_480x640'] / 1e9:.2f} GMAC at 480x640. "
                   f"Trained {rec['training'].get('steps')} steps in {rec['training'].get('wall_time_s', 0) / 60:.0f} "
-                  f"min: `{rec['train_command']}`", ""]
+                  f"min: `{rec['train_command']}`"]
+        if "fine_tuned_from" in rec:
+            base = rec["fine_tuned_from"]
+            lines[-1] += f"  \nfrom a net trained {base['steps']} steps: `{base['train_command']}`"
+        lines += [""]
         if q:
             lines += [f"Quality on the eval photos: style loss {q['style']:.2e} vs {q['content_image_style']:.2e} for "
                       f"the photos themselves ({q['style_ratio_vs_content_image']:.0%}), content loss "
