@@ -5,8 +5,8 @@ Measured on the shipped net and on its arch with each normalisation layout as it
 (nano: a float op after every conv), trunk_norm="none" (what `--arch nano_lite` exports as: instance norm only in
 the stem and up stage) and norm="none" (what `--arch nano_bn` exports as after folding). onnxruntime CPU,
 1 thread, 480x640; every variant timed in each of --rounds interleaved rounds (this machine is noisy), median of the
-rounds' p50s; PSNR vs the float torch model on the parity photos. The fastest layout (quality permitting) becomes
-toolkit.export.onnx.int8_format's choice for that kind of net.
+rounds' p50s; PSNR vs the float torch model on the parity photos. The fastest portable layout (quality
+permitting) is what exports write (toolkit.export.onnx.INT8_FORMAT).
 
     python benchmarks/onnx_int8_format.py [--style frost | --checkpoint PATH] [--runs 15] [--rounds 3]
 

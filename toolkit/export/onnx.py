@@ -20,20 +20,15 @@ from toolkit.export.base import ExportSpec
 log = logging.getLogger(__name__)
 
 OPSET = 18
-# int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Which one a net
-# gets is measured by benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float): with instance norm throughout
-# (a float op after every conv) s8 QDQ was the fastest on AVX2 boxes (0.99x of fp32, u8 0.96x); where the trunk's
-# norms fold away (nano_lite, nano_bn) only u8 activations let onnxruntime fuse the trunk's Conv/Add into
-# QLinearConv/QLinearAdd chains (1.18-1.25x of its fp32; s8 0.81-0.86x).
+# int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Measured by
+# benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float, every layout interleaved): u8 activations are the
+# only ones onnxruntime fuses into QLinearConv/QLinearAdd chains on x86 (s8 QDQ leaves stride-2 and 1x1 convs float),
+# and asymmetric u8 also spends its whole range on post-ReLU activations: on an AVX-512 VNNI EPYC u8 QDQ ran
+# 1.13-1.27x of fp32 where s8 ran 0.82-1.01x, and the six instance-norm styles' parity rose 0-3 dB (33.4 -> 36.6 dB
+# at worst); on an AVX2 EPYC the two were even (0.96x / 0.99x). QOperator is a few % faster still but needs
+# onnxruntime's contrib ops (QLinearAdd), so the portable QDQ form ships.
 INT8_FORMATS = {"qdq": ("QDQ", "QInt8"), "qdq_u8": ("QDQ", "QUInt8"), "qoperator": ("QOperator", "QUInt8")}
-INT8_FORMAT: str | None = None  # None: chosen per net by int8_format(); a key of INT8_FORMATS forces one layout
-
-
-def int8_format(model) -> str:
-    """The int8 layout for this (deploy-form) net: u8 activations unless instance norm runs in the trunk."""
-    if INT8_FORMAT is not None:
-        return INT8_FORMAT
-    return "qdq" if model.config.trunk == "instance" else "qdq_u8"
+INT8_FORMAT = "qdq_u8"  # what exports write; benchmarks/onnx_int8_format.py sets the others to compare
 
 
 def export(model, spec: ExportSpec, dest: Path) -> None:
@@ -45,7 +40,7 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
     metadata = dict(spec.metadata)
     if spec.precision == "int8":
         model_proto = _to_int8(model_proto, model, spec)
-        metadata["int8_layout"] = int8_format(model)
+        metadata["int8_layout"] = INT8_FORMAT
     del model_proto.metadata_props[:]
     for key, value in sorted(metadata.items()):
         model_proto.metadata_props.add(key=key, value=str(value))
@@ -109,7 +104,7 @@ def _to_int8(model_proto, model, spec: ExportSpec):
 
     stride = model.config.stride
     images = calibration_images(spec.calibration, spec.sizes[0] if spec.sizes else (256, 256), stride)
-    quant_format, activation_type = INT8_FORMATS[int8_format(model)]
+    quant_format, activation_type = INT8_FORMATS[INT8_FORMAT]
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, out = Path(tmp, "float.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         onnx.save_model(model_proto, str(src))

@@ -69,7 +69,7 @@ def nano_lite() -> ArchConfig:
     up stage's restores per-image statistics before the head; between them int8 runs the down and residual convs as
     one quantized chain. Trained on frost with nano's recipe (1000 steps), its style loss on the eval photos was
     within +6% of nano's (content +1-2%, 30 dB apart, alike side by side), where nano_bn lost +47-59%; it runs fp32
-    ~1.2x and int8 ~1.4x as fast as nano's fp32 (benchmarks/results/compression.md).
+    1.13x and int8 1.34x as fast as nano's fp32 (real weights, side by side: benchmarks/results/compression.md).
     """
     return dataclasses.replace(nano(), trunk_norm="batch")
 
