@@ -6,9 +6,9 @@ weight values). Writes benchmarks/results/latency.{json,md,png}.
 Rows: nano, nano_lite (trunk batch norm folded at export), nano_bn (all batch norm, folded), caffe2go, fastchi
 under onnxruntime CPU (fp32, int8; 1 and 2 threads; 240x320, 480x640, 720x1280), torch eager (fp32, 1 thread,
 480x640), LiteRT (fp32, int8, 1 thread, 480x640) when its exporter is present, and the unavailable providers
-(XNNPACK/CUDA EP, CoreML predict) as rows with their reason. Each row's speed-up is against johnson2016 fp32 timed in the same run at the same
-target/provider/threads/size. GMAC/s is compared with the ISA peak estimate of the core(s) and with a measured
-single-thread fp32 matmul (what a tuned GEMM reaches here).
+(XNNPACK/CUDA EP, CoreML predict) as rows with their reason. Each row's speed-up is against johnson2016 fp32 timed
+in the same run at the same target/provider/threads/size. GMAC/s is compared with the ISA peak estimate of the
+core(s) and with a measured single-thread fp32 matmul (what a tuned GEMM reaches here).
 """
 
 from __future__ import annotations
