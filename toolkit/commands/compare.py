@@ -32,15 +32,16 @@ def run(args) -> int:
 
     if args.size < 16:
         raise UserError(f"--size {args.size} is too small; use at least 16")
-    # a bare name (no suffix) is a shipped or locally trained style, as for prune/qat --checkpoint
-    args.inputs = [p if Path(p).suffix else str(checkpoint_path(p)) for p in args.inputs]
-    args.reference = args.reference and (args.reference if Path(args.reference).suffix
-                                         else str(checkpoint_path(args.reference)))
-    ref_path = args.reference or next((p for p in args.inputs if Path(p).suffix in CHECKPOINT_SUFFIXES), None)
+    def resolve(p: str) -> str:  # a bare name (no suffix) is a style, as for prune/qat --checkpoint
+        return p if Path(p).suffix else str(checkpoint_path(p))
+
+    inputs = [resolve(p) for p in args.inputs]
+    ref_path = resolve(args.reference) if args.reference else next(
+        (p for p in inputs if Path(p).suffix in CHECKPOINT_SUFFIXES), None)
     if ref_path is None:
         raise UserError("no float checkpoint to compare against; pass --reference CHECKPOINT")
     reference = load_checkpoint(ref_path)
-    candidates = [load_candidate(p, threads=args.threads) for p in args.inputs]
+    candidates = [load_candidate(p, threads=args.threads) for p in inputs]
     base = TrainConfig.from_dict(reference.meta["train_config"]) if "train_config" in reference.meta else TrainConfig()
     loss = base.loss if args.loss_net is None else dataclasses.replace(base.loss, loss_net=args.loss_net)
     cfg = dataclasses.replace(base, style_image=args.style_image or base.style_image, loss=loss)
