@@ -32,11 +32,8 @@ def run(args) -> int:
 
     if args.size < 16:
         raise UserError(f"--size {args.size} is too small; use at least 16")
-    def resolve(p: str) -> str:  # a bare name (no suffix) is a style, as for prune/qat --checkpoint
-        return p if Path(p).suffix else str(checkpoint_path(p))
-
-    inputs = [resolve(p) for p in args.inputs]
-    ref_path = resolve(args.reference) if args.reference else next(
+    inputs = [str(checkpoint_path(p)) for p in args.inputs]  # a bare name is a style, as for prune --checkpoint
+    ref_path = str(checkpoint_path(args.reference)) if args.reference else next(
         (p for p in inputs if Path(p).suffix in CHECKPOINT_SUFFIXES), None)
     if ref_path is None:
         raise UserError("no float checkpoint to compare against; pass --reference CHECKPOINT")

@@ -29,9 +29,10 @@ def style_path(name: str, runs_dir: str | Path = "runs") -> Path:
 
 
 def checkpoint_path(arg: str | Path, runs_dir: str | Path = "runs") -> Path:
-    """A checkpoint path as given, or the checkpoint of a shipped or locally trained style named like `--style`."""
+    """A path as given (it has a suffix or exists), else the checkpoint of a shipped or locally trained style named
+    like `--style`."""
     path = Path(arg)
-    if path.suffix in (".safetensors", ".json") or path.exists():
+    if path.suffix or path.exists():
         return path
     return style_path(str(arg), runs_dir)
 
