@@ -106,10 +106,13 @@ class LossConfig:
     content_layers: Tuple[str, ...] = ("relu3_1",)
     style_layers: Tuple[str, ...] = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1")
     style_layer_weights: Tuple[float, ...] = ()  # empty = 1 per layer
+    style_scales: Tuple[float, ...] = (1.0,)     # also match Grams at these scales of output and style image
+                                                 # (0.5 doubles the taps' receptive field on the picture)
     content_weight: float = 1.0
     style_weight: float = 1e4
     tv_weight: float = 0.5
     temporal_weight: float = 0.0
+    shift_weight: float = 0.0                    # shift equivariance (toolkit/losses/shift.py): against grain
     encoder_precision: str = "fp32"              # fp32 | bf16: the frozen VGG under bf16 autocast (losses stay fp32)
 
 

@@ -26,3 +26,29 @@ def shared_data(*parts: str) -> Path | None:
         return None
     p = root.joinpath(*parts)
     return p if p.exists() else None
+
+
+DATA_PREFIX = "$TOOLKIT_DATA/"
+
+
+def portable_path(path: str | Path) -> str:
+    """How a data path is recorded in checkpoints and reports: relative to the shared data root as
+    "$TOOLKIT_DATA/styles/frost.png" when it lies under it, else as given (never this machine's absolute layout)."""
+    text = str(path)
+    root = shared_data_dir()
+    if not text or text.startswith(DATA_PREFIX) or root is None:
+        return text
+    try:
+        return DATA_PREFIX + Path(text).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return text
+
+
+def resolve_data_path(text: str | Path) -> Path:
+    """The inverse of `portable_path`: "$TOOLKIT_DATA/..." under this machine's data root (or $TOOLKIT_DATA)."""
+    text = str(text)
+    if text.startswith(DATA_PREFIX):
+        root = shared_data_dir()
+        rel = text[len(DATA_PREFIX):]
+        return (root / rel) if root is not None else Path(os.environ.get("TOOLKIT_DATA", "../shared/data")) / rel
+    return Path(text)

@@ -9,6 +9,7 @@ Run directory runs/<name>/:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from toolkit.errors import UserError
 from toolkit.fsutil import ensure_writable_dir
 from toolkit.losses import build_loss
 from toolkit.models import create_model
+from toolkit.paths import portable_path, resolve_data_path
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +121,10 @@ def _dist_setup() -> tuple[int, int]:
 
 def style_loss(cfg: TrainConfig, device: torch.device | str = "cpu"):
     """The perceptual loss of `cfg` against its style image."""
-    if not Path(cfg.style_image).is_file():
+    path = resolve_data_path(cfg.style_image)
+    if not path.is_file():
         raise UserError(f"style image {cfg.style_image} does not exist; pass --style-image PATH")
-    style = resize_long_side(load_rgb(cfg.style_image), cfg.style_size)
+    style = resize_long_side(load_rgb(path), cfg.style_size)
     return build_loss(cfg.loss, to_tensor(style), seed=cfg.seed).to(device)
 
 
@@ -131,6 +134,25 @@ def content_loader(cfg: TrainConfig, files: list[Path], start: int = 0, rank: in
                       batch_sampler=StepBatches(start, cfg.steps, cfg.batch, rank, world),
                       num_workers=cfg.workers, persistent_workers=False,
                       prefetch_factor=4 if cfg.workers else None)
+
+
+def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
+    """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
+    (toolkit/losses/temporal.py, seeded by `sample_step`) and shift equivariance (toolkit/losses/shift.py)."""
+    out = net(batch)
+    losses = loss_fn(out, batch)
+    if cfg.loss.temporal_weight > 0:
+        from toolkit.losses.temporal import TemporalLoss
+
+        losses.update(TemporalLoss(seed=cfg.seed)(net, batch, out, sample_step))
+        losses["total"] = losses["total"] + cfg.loss.temporal_weight * losses["temporal"]
+    if cfg.loss.shift_weight > 0:
+        from toolkit.losses.shift import shift_equivariance
+
+        stride = getattr(net, "module", net).config.stride
+        losses["shift"] = shift_equivariance(net, batch, out, stride)
+        losses["total"] = losses["total"] + cfg.loss.shift_weight * losses["shift"]
+    return losses
 
 
 def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dict]:
@@ -143,8 +165,8 @@ def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dic
     history = []
     model.train()
     with tqdm(total=cfg.steps, desc=f"fine-tune {cfg.name}", unit="step", dynamic_ncols=True) as bar:
-        for batch in content_loader(cfg, list_images(cfg.content_dir)):
-            losses = loss_fn(model(batch), batch)
+        for step, batch in enumerate(content_loader(cfg, list_images(resolve_data_path(cfg.content_dir)))):
+            losses = training_losses(model, loss_fn, batch, cfg, step)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             opt.step()
@@ -175,9 +197,11 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         if run_dir.exists() and (run_dir / "last.json").exists() and not (resume or overwrite):
             raise UserError(f"run {run_dir} already exists; pass --resume to continue it or --overwrite to restart")
         ensure_writable_dir(run_dir / "samples")
-    if not Path(cfg.style_image).is_file():
+    if not resolve_data_path(cfg.style_image).is_file():
         raise UserError(f"style image {cfg.style_image} does not exist; pass --style-image PATH")
-    files = list_images(cfg.content_dir)
+    files = list_images(resolve_data_path(cfg.content_dir))
+    # recorded relative to the data root, so the run's config works on any machine and holds no local layout
+    cfg = dataclasses.replace(cfg, style_image=portable_path(cfg.style_image), content_dir=portable_path(cfg.content_dir))
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch).to(device)
@@ -218,13 +242,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
     for batch in loader:
         t1 = time.perf_counter()
         batch = batch.to(device, non_blocking=True)
-        out = net(batch)
-        losses = loss_fn(out, batch)
-        if cfg.loss.temporal_weight > 0:  # synthetic-motion stability (toolkit/losses/temporal.py), seeded per step
-            from toolkit.losses.temporal import TemporalLoss
-
-            losses.update(TemporalLoss(seed=cfg.seed)(net, batch, out, step * world + rank))
-            losses["total"] = losses["total"] + cfg.loss.temporal_weight * losses["temporal"]
+        losses = training_losses(net, loss_fn, batch, cfg, step * world + rank)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()

@@ -27,6 +27,7 @@ def run(args) -> int:
                                           write_report)
     from toolkit.config import TrainConfig
     from toolkit.errors import UserError
+    from toolkit.paths import portable_path
     from toolkit.train import style_loss
     from toolkit.zoo import checkpoint_path
 
@@ -49,7 +50,7 @@ def run(args) -> int:
     rows, outputs = evaluate(candidates, reference, images, loss_fn)
     strip = (images[0], [o[0] for o in outputs], [c.name for c in candidates])
     paths = write_report(Path(args.out_dir), rows, strip,
-                         {"reference": str(ref_path), "style_image": cfg.style_image, "loss_net": cfg.loss.loss_net,
+                         {"reference": str(ref_path), "style_image": portable_path(cfg.style_image), "loss_net": cfg.loss.loss_net,
                           "eval_images": len(images), "eval_long_side": args.size})
     print(markdown_table(rows), end="")
     for p in paths.values():

@@ -107,7 +107,7 @@ def _style_image(arg, ckpt):
     from pathlib import Path
 
     from toolkit.errors import UserError
-    from toolkit.paths import shared_data
+    from toolkit.paths import resolve_data_path, shared_data
 
     if arg:
         if not Path(arg).is_file():
@@ -116,7 +116,8 @@ def _style_image(arg, ckpt):
     trained = ckpt.meta.get("train_config", {}).get("style_image")
     if not trained:
         return None
-    return Path(trained) if Path(trained).is_file() else shared_data("styles", Path(trained).name)
+    trained = resolve_data_path(trained)
+    return trained if trained.is_file() else shared_data("styles", trained.name)
 
 
 def _mean_style_loss(loss, frames, content):
@@ -137,7 +138,7 @@ def run(args) -> int:
     from toolkit.checkpoint import load_checkpoint
     from toolkit.errors import UserError
     from toolkit.fsutil import atomic_path, ensure_writable_dir, write_json
-    from toolkit.paths import shared_data
+    from toolkit.paths import portable_path, shared_data
     from toolkit.video.stylize import FrameStylizer, make_payload
     from toolkit.video.temporal import flow_with_mask, warping_error
     from toolkit.zoo import load_style
@@ -206,7 +207,7 @@ def run(args) -> int:
             r["style_change_vs_per_frame"] = {n: r["style_loss"][n] / r["style_loss"][base] - 1 for n in others}
     summary = _summary(rows, others)
     out = ensure_writable_dir(args.out)
-    report = {"style": ckpt.name, "size": args.size, "style_image": str(style_image) if style_image else None,
+    report = {"style": ckpt.name, "size": args.size, "style_image": portable_path(style_image) if style_image else None,
               "stabilize_weight": args.stabilize_weight,
               "metric": "mean squared RGB difference in [0,1] between consecutive frames after warping, on "
                         "non-occluded pixels", "summary": summary, "rows": rows}

@@ -21,6 +21,15 @@ def add_arguments(p) -> None:
     p.add_argument("--tv-weight", type=float, default=dl.tv_weight)
     p.add_argument("--temporal-weight", type=float, default=dl.temporal_weight,
                    help="weight of the synthetic-motion temporal stability loss (0 = off)")
+    p.add_argument("--shift-weight", type=float, default=dl.shift_weight,
+                   help="weight of the shift-equivariance term against lattice-locked grain (0 = off)")
+    p.add_argument("--style-layers", type=_taps, default=dl.style_layers, metavar="TAPS",
+                   help=f"comma-separated VGG taps for the Gram style loss (default {','.join(dl.style_layers)}; "
+                        "the shared VGG19 reaches relu3_4)")
+    p.add_argument("--content-layers", type=_taps, default=dl.content_layers, metavar="TAPS",
+                   help=f"comma-separated VGG taps for the content loss (default {','.join(dl.content_layers)})")
+    p.add_argument("--style-scales", type=_scales, default=dl.style_scales, metavar="S",
+                   help="comma-separated scales at which style Grams are matched, e.g. 1,0.5 (default 1)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading worker processes")
     p.add_argument("--sample-every", type=int, default=d.sample_every)
@@ -34,6 +43,20 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="restart runs/<name> from scratch")
+
+
+def _taps(text: str) -> tuple[str, ...]:
+    taps = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not taps:
+        raise ValueError("empty tap list")
+    return taps
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    scales = tuple(float(t) for t in text.split(",") if t.strip())
+    if not scales or any(not 0 < s <= 1 for s in scales):
+        raise ValueError("scales must be in (0, 1]")
+    return scales
 
 
 def _init_path(arg: str | None) -> str | None:
@@ -57,6 +80,8 @@ def run(args) -> int:
         raise UserError(f"--size {args.size} must be a multiple of 16")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
+                      shift_weight=args.shift_weight, style_layers=args.style_layers,
+                      content_layers=args.content_layers, style_scales=args.style_scales,
                       encoder_precision=args.encoder_precision)
     cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,

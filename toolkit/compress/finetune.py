@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from toolkit.config import TrainConfig
 from toolkit.errors import UserError
 from toolkit.fsutil import sha256_of
+from toolkit.paths import resolve_data_path
 
 MIN_IMAGES = 4  # fewer photos than one batch of crops gives Taylor scores / fine-tunes that fit a couple of images
 
@@ -45,11 +46,11 @@ def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
         raise UserError(f"--finetune-steps {steps} must be >= 0")
     if cfg.size % ckpt.arch.stride or cfg.size < 16:
         raise UserError(f"--size {cfg.size} must be a multiple of {ckpt.arch.stride} and >= 16")
-    if not cfg.style_image or not Path(cfg.style_image).is_file():
+    if not cfg.style_image or not resolve_data_path(cfg.style_image).is_file():
         raise UserError(f"style image '{cfg.style_image}' does not exist; pass --style-image PATH")
     if not cfg.content_dir:
         raise UserError("no content photos known for this checkpoint; pass --content-dir DIR")
-    check_images(cfg.content_dir)
+    check_images(resolve_data_path(cfg.content_dir))
     return cfg
 
 

@@ -9,7 +9,8 @@ def build_loss(cfg, style_image, seed: int = 0) -> PerceptualLoss:
     taps = list(cfg.content_layers) + list(cfg.style_layers)
     encoder = load_vgg(taps, net=cfg.loss_net, weights=cfg.loss_weights, seed=seed)
     return PerceptualLoss(encoder, style_image, cfg.content_layers, cfg.style_layers, cfg.style_layer_weights,
-                          cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.encoder_precision)
+                          cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.encoder_precision,
+                          cfg.style_scales)
 
 
 def measuring_loss(style_image_path, style_size: int = 512) -> PerceptualLoss:

@@ -20,6 +20,13 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return (f @ f.transpose(1, 2)).float() / (c * h * w)
 
 
+def rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """(N,C,H,W) resized by `scale` (antialiased when shrinking); scale 1 returns x itself."""
+    if scale == 1.0:
+        return x
+    return F.interpolate(x, scale_factor=scale, mode="bilinear", antialias=scale < 1, align_corners=False)
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels."""
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
@@ -31,7 +38,7 @@ class PerceptualLoss(nn.Module):
     def __init__(self, encoder: VGGEncoder, style_image: torch.Tensor, content_layers: Sequence[str],
                  style_layers: Sequence[str], style_layer_weights: Sequence[float] = (),
                  content_weight: float = 1.0, style_weight: float = 1e4, tv_weight: float = 1e-3,
-                 encoder_precision: str = "fp32"):
+                 encoder_precision: str = "fp32", style_scales: Sequence[float] = (1.0,)):
         super().__init__()
         if encoder_precision not in ENCODER_PRECISIONS:
             raise ValueError(f"encoder precision {encoder_precision!r} is not one of {sorted(ENCODER_PRECISIONS)}")
@@ -47,19 +54,31 @@ class PerceptualLoss(nn.Module):
             raise ValueError("style_layer_weights must have one weight per style layer")
         self.layer_weights = dict(zip(self.style_layers, weights))
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
-        with torch.no_grad():
-            feats = encoder(style_image)  # the style target is always computed in fp32
-        for layer in self.style_layers:
-            self.register_buffer(f"gram_{layer}", gram_matrix(feats[layer]).mean(0, keepdim=True))
+        self.style_scales = [float(s) for s in style_scales]
+        if not self.style_scales or any(not 0 < s <= 1 for s in self.style_scales):
+            raise ValueError(f"style scales must be in (0, 1], got {self.style_scales}")
+        for i, scale in enumerate(self.style_scales):
+            with torch.no_grad():  # the style target is always computed in fp32
+                feats = encoder(rescale(style_image, scale))
+            for layer in self.style_layers:
+                self.register_buffer(f"gram_{layer}" + (f"_s{i}" if i else ""),
+                                     gram_matrix(feats[layer]).mean(0, keepdim=True))
 
-    def target_gram(self, layer: str) -> torch.Tensor:
-        return getattr(self, f"gram_{layer}")
+    def target_gram(self, layer: str, scale_index: int = 0) -> torch.Tensor:
+        return getattr(self, f"gram_{layer}" + (f"_s{scale_index}" if scale_index else ""))
 
-    def style_loss(self, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def style_loss(self, feats: Mapping[str, torch.Tensor], scale_index: int = 0) -> torch.Tensor:
         total = 0.0
         for layer in self.style_layers:
             g = gram_matrix(feats[layer])
-            total = total + self.layer_weights[layer] * F.mse_loss(g, self.target_gram(layer).expand_as(g))
+            total = total + self.layer_weights[layer] * F.mse_loss(g, self.target_gram(layer, scale_index).expand_as(g))
+        return total
+
+    def multiscale_style_loss(self, output: torch.Tensor, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Style loss summed over `style_scales`; `feats` are the output's features at the first scale."""
+        total = self.style_loss(feats)
+        for i, scale in enumerate(self.style_scales[1:], start=1):
+            total = total + self.style_loss(self.encode(rescale(output, scale)), i)
         return total
 
     @staticmethod
@@ -81,7 +100,7 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             content_feats = self.encode(content)
         content_l = self.content_loss(out_feats, content_feats, self.content_layers)
-        style_l = self.style_loss(out_feats)
+        style_l = self.multiscale_style_loss(output, out_feats)
         tv_l = total_variation(output)
         total = self.content_weight * content_l + self.style_weight * style_l + self.tv_weight * tv_l
         return {"total": total, "content": content_l, "style": style_l, "tv": tv_l}

@@ -1,6 +1,7 @@
 """A frozen ImageNet VGG encoder with named taps (relu1_1 ... relu5_4) for the perceptual loss.
 
-Weight sources, in order: an explicit file (`--loss-weights`), the shared VGG19 "normalised" weights up to relu3_1,
+Weight sources, in order: an explicit file (`--loss-weights`), the shared VGG19 "normalised" weights (to relu3_1 or
+relu3_4, whichever reaches the taps),
 torchvision VGG16/VGG19 state dicts from the torch hub cache or (online) downloaded with their hash checked. A seeded
 random encoder only on request (`--loss-net random`). Files load via safetensors or torch.load(weights_only=True).
 """
@@ -29,7 +30,10 @@ HUB_URLS = {  # torchvision's files; the 8 hex digits in the name are the sha256
     "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
     "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
 }
-SHARED_VGG19 = ("weights", "vgg19_normalised_to_relu3_1.safetensors")
+# The shared normalised VGG19 files, shallowest first; their common layers are bit-identical, so the loader takes the
+# first one that reaches every requested tap.
+SHARED_VGG19 = {"relu3_1": ("weights", "vgg19_normalised_to_relu3_1.safetensors"),
+                "relu3_4": ("weights", "vgg19_normalised_to_relu3_4.safetensors")}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -180,9 +184,10 @@ def load_vgg(taps: Iterable[str], net: str = "vgg19", weights: str | Path | None
         raise unknown("loss net", net, list(CFGS) + ["random"])
     if weights:
         return encoder_from_state_dict(_read_state_dict(Path(weights)), taps, str(weights))
-    shared = shared_data(*SHARED_VGG19)
-    reachable = set(layer_names("vgg19")[: layer_names("vgg19").index("relu3_1") + 1])
-    if net == "vgg19" and shared is not None and set(taps) <= reachable:
-        log.info("loss net: %s", shared)
-        return encoder_from_state_dict(_read_state_dict(shared), taps, str(shared))
+    names = layer_names("vgg19")
+    for deepest, parts in SHARED_VGG19.items():
+        shared = shared_data(*parts)
+        if net == "vgg19" and shared is not None and set(taps) <= set(names[: names.index(deepest) + 1]):
+            log.info("loss net: %s", shared)
+            return encoder_from_state_dict(_read_state_dict(shared), taps, str(shared))
     return encoder_from_state_dict(download_state_dict(HUB_URLS[net], hub_dir), taps, HUB_URLS[net])

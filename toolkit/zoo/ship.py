@@ -19,7 +19,7 @@ from toolkit.flops import count_macs
 from toolkit.fsutil import atomic_path, write_json
 from toolkit.manifest import manifest_path, read_manifest
 from toolkit.models import count_params
-from toolkit.paths import shared_data
+from toolkit.paths import resolve_data_path, shared_data
 from toolkit.stylize import stylize_tensor
 from toolkit.zoo import ZOO_DIR
 
@@ -147,7 +147,7 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
     if not skip_export:
         export_all(style, out_dir)
     photos = eval_photos()
-    style_image = style_image or Path(ckpt.meta["train_config"].get("style_image", ""))
+    style_image = style_image or resolve_data_path(ckpt.meta["train_config"].get("style_image", ""))
     record = {
         "arch": ckpt.meta["train_config"].get("arch"),
         "params": count_params(model),

@@ -1,0 +1,167 @@
+"""The look of every shipped style on photos none of them trained on: style strength, grain, edge stripes, content
+loss, ONNX int8 vs fp32 PSNR, and a contact sheet with 100% and 300% crops. Writes
+benchmarks/results/quality[_LABEL].{json,md} and quality[_LABEL]/<style>.png.
+
+    python benchmarks/quality.py [--label before] [--style S ...] [--checkpoint S=PATH ...] [--max-side 768]
+
+Photos: ../shared/data/content/eval plus the Sintel frames (video/frames), at native size up to --max-side.
+style strength = Gram distance (relu1_1..relu3_1) of the output to the style image / the photo's own (lower = more
+stylised); grain = even/odd gradient ratio in the photo's flat areas (photos: ~1.0); edge stripe = largest step of the
+outer 2-px ring against the band inside it, beyond the photo's own (luma, 0..1). Goals (issue 17): strength <= 0.12,
+grain within 10% of the photos' own, no stripes (<= 0.05 here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+GOAL_STRENGTH, GOAL_GRAIN, GOAL_STRIPE = 0.12, 1.10, 0.05
+CROP, ZOOM = 128, 3
+
+
+def photos(max_side: int) -> list[tuple[str, np.ndarray]]:
+    from toolkit.data.images import list_images, load_rgb, resize_long_side
+    from toolkit.paths import shared_data
+
+    files = [*list_images(shared_data("content", "eval")), *list_images(shared_data("video", "frames"))[::3]]
+    out = []
+    for f in files:
+        rgb = load_rgb(f)
+        rgb = resize_long_side(rgb, max_side) if max(rgb.shape[:2]) > max_side else rgb
+        h, w = rgb.shape[:2]
+        out.append((f.name, np.ascontiguousarray(rgb[: h // 4 * 4, : w // 4 * 4])))  # ONNX runs multiples of 4
+    return out
+
+
+def onnx_psnr(style: str, images: list[np.ndarray]) -> float | None:
+    """Worst PSNR of the shipped ONNX int8 file against the fp32 file on `images` (None when not exported)."""
+    from toolkit.compress.quality import psnr
+    from toolkit.runtime import load_runner
+
+    folder = ROOT / "exported" / style
+    fp32, int8 = folder / f"{style}.onnx", folder / f"{style}.int8.onnx"
+    if not (fp32.exists() and int8.exists()):
+        return None
+    a, b = load_runner(fp32), load_runner(int8)
+    return min(psnr(a(x), b(x)) for x in (im.transpose(2, 0, 1)[None].astype(np.float32) for im in images))
+
+
+def flat_crop(rgb: np.ndarray, side: int) -> tuple[int, int]:
+    """Top-left of the flattest side x side window (where grain shows) on a coarse grid."""
+    from toolkit.metrics import flat_mask
+
+    mask = flat_mask(rgb).astype(np.float32)
+    h, w = mask.shape
+    best, at = -1.0, (0, 0)
+    for t in range(0, h - side + 1, side // 2):
+        for left in range(0, w - side + 1, side // 2):
+            score = float(mask[t:t + side, left:left + side].mean())
+            if score > best:
+                best, at = score, (t, left)
+    return at
+
+
+def sheet_row(rgb: np.ndarray, out: np.ndarray, side: int = 256) -> np.ndarray:
+    """photo | output (fit to `side`) | 100% crop of a flat area | 300% crop of its centre (nearest)."""
+    from toolkit.data.images import resize_long_side
+
+    def fit(a):
+        a = resize_long_side(a, side)
+        c = np.ones((side, side, 3), np.float32)
+        c[: a.shape[0], : a.shape[1]] = a
+        return c
+
+    t, left = flat_crop(rgb, CROP)
+    crop = out[t:t + CROP, left:left + CROP]
+    c = CROP // (2 * ZOOM) * ZOOM
+    mid = crop[CROP // 2 - c // ZOOM: CROP // 2 + c // ZOOM, CROP // 2 - c // ZOOM: CROP // 2 + c // ZOOM]
+    zoom = np.repeat(np.repeat(mid, ZOOM, 0), ZOOM, 1)
+    return np.concatenate([fit(rgb), fit(out), fit(crop), fit(zoom)], axis=1)
+
+
+def main(argv=None) -> int:
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.data.images import save_image
+    from toolkit.flops import count_macs
+    from toolkit.fsutil import write_json
+    from toolkit.losses import measuring_loss
+    from toolkit.metrics import look_row
+    from toolkit.paths import resolve_data_path, shared_data
+    from toolkit.zoo import checkpoint_path, shipped_styles
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--label", default="", help="suffix of the result files (e.g. before / after)")
+    ap.add_argument("--style", action="append", help="styles to measure (default: every shipped style)")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="STYLE=PATH",
+                    help="measure this checkpoint for STYLE instead of the shipped one (no int8 column)")
+    ap.add_argument("--max-side", type=int, default=768)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    if shared_data("content", "eval") is None:
+        print("quality: the eval photos are missing; set TOOLKIT_DATA to the shared data folder", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    overrides = dict(item.split("=", 1) for item in args.checkpoint)
+    styles = args.style or sorted(set(shipped_styles()) | set(overrides))
+    images = photos(args.max_side)
+    label = f"_{args.label}" if args.label else ""
+    sheet_dir = RESULTS / f"quality{label}"
+    rows = []
+    for style in styles:
+        ckpt = load_checkpoint(checkpoint_path(overrides.get(style, style)))
+        model = ckpt.model.eval()
+        style_image = resolve_data_path(ckpt.meta["train_config"]["style_image"])
+        if not style_image.is_file():
+            style_image = shared_data("styles", style_image.name)
+        loss = measuring_loss(style_image)
+        per_photo, sheet = [], []
+        for i, (name, rgb) in enumerate(images):
+            row, out = look_row(model, loss, rgb)
+            per_photo.append({"photo": name, **row})
+            if i < 3:
+                sheet.append(sheet_row(rgb, out))
+        save_image(sheet_dir / f"{style}.png", np.concatenate(sheet, axis=0))
+        mean = {k: float(np.mean([r[k] for r in per_photo])) for k in ("style_strength", "content", "grain",
+                                                                        "photo_grain")}
+        rows.append({"style": style, "checkpoint": str(overrides.get(style, f"zoo:{style}")),
+                     "arch": ckpt.meta["train_config"].get("arch"), "macs_480x640": count_macs(model, 480, 640),
+                     **mean, "edge_stripe_max": max(r["edge_stripe"] for r in per_photo),
+                     "int8_psnr_db_min": None if style in overrides else onnx_psnr(style, [im for _, im in images]),
+                     "per_photo": per_photo})
+        r = rows[-1]
+        print(f"{style:16s} strength {r['style_strength']:.3f} grain {r['grain']:.3f} (photos {r['photo_grain']:.3f}) "
+              f"stripe {r['edge_stripe_max']:.3f} content {r['content']:.2f} int8 {r['int8_psnr_db_min']}", flush=True)
+    write_json(RESULTS / f"quality{label}.json", {"photos": [n for n, _ in images], "max_side": args.max_side,
+                                                   "goals": {"style_strength": GOAL_STRENGTH, "grain": GOAL_GRAIN,
+                                                             "edge_stripe": GOAL_STRIPE}, "rows": rows})
+    lines = [f"# Look of the shipped styles{' (' + args.label + ')' if args.label else ''}", "",
+             f"{len(images)} photos none of the styles trained on (eval set + Sintel frames), native size up to "
+             f"{args.max_side} px. Goals: style strength <= {GOAL_STRENGTH}, grain within 10% of the photos' own, "
+             f"edge stripe <= {GOAL_STRIPE}. Contact sheets: quality{label}/<style>.png (photo | output | 100% crop "
+             "of a flat area | 300% crop).", "",
+             "| style | arch | GMAC 480x640 | style strength | grain (photos) | edge stripe | content loss | "
+             "ONNX int8 vs fp32 (worst) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ok = lambda good: "" if good else " ✗"  # noqa: E731
+        psnr = "—" if r["int8_psnr_db_min"] is None else f"{r['int8_psnr_db_min']:.1f} dB"
+        lines.append(f"| {r['style']} | {r['arch']} | {r['macs_480x640'] / 1e9:.2f} | "
+                     f"{r['style_strength']:.3f}{ok(r['style_strength'] <= GOAL_STRENGTH)} | "
+                     f"{r['grain']:.3f} ({r['photo_grain']:.3f}){ok(r['grain'] <= r['photo_grain'] * GOAL_GRAIN)} | "
+                     f"{r['edge_stripe_max']:.3f}{ok(r['edge_stripe_max'] <= GOAL_STRIPE)} | {r['content']:.2f} | "
+                     f"{psnr} |")
+    (RESULTS / f"quality{label}.md").write_text("\n".join(lines) + "\n")
+    print(RESULTS / f"quality{label}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
