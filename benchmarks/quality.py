@@ -5,8 +5,8 @@ benchmarks/results/quality[_LABEL].{json,md} and quality[_LABEL]/<style>.png.
     python benchmarks/quality.py [--label before] [--style S ...] [--checkpoint S=PATH ...] [--max-side 768]
 
 Photos: ../shared/data/content/eval plus the Sintel frames (video/frames), at native size up to --max-side.
-style strength = Gram distance (relu1_1..relu3_1) of the output to the style image / the photo's own (lower = more
-stylised); grain = even/odd gradient ratio in the photo's flat areas (photos: ~1.0); edge stripe = largest step of the
+style strength = Gram distance of the output to the style image / the photo's own, per tap relu1_1..relu3_1, averaged
+(lower = more stylised); grain = even/odd gradient ratio in the photo's flat areas (photos: ~1.0); edge stripe = largest step of the
 outer 2-px ring against the band inside it, beyond the photo's own (luma, 0..1). Goals (issue 17): strength <= 0.12,
 grain within 10% of the photos' own, no stripes (<= 0.05 here).
 """

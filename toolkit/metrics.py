@@ -5,8 +5,8 @@ grain        the even/odd phase imbalance of the output's gradients in the photo
              neighbours (a 2-pixel grain that reads as speckle at 100%). 1.0 = no imbalance; photos measure ~1.0-1.05.
 edge_stripe  how much brighter or darker the outer 2-pixel ring is than the band just inside it, beyond what the
              photo itself has there (a net that turns a photo's dark scan line into a bright stripe scores high).
-style_strength   Gram distance of the output to the style image over the photo's own distance (lower = more
-             stylised), through `toolkit.losses.measuring_loss` (relu1_1..relu3_1).
+style_strength   Gram distance of the output to the style image over the photo's own distance, per tap
+             relu1_1..relu3_1 and averaged (lower = more stylised), through `toolkit.losses.measuring_loss`.
 """
 
 from __future__ import annotations
@@ -73,10 +73,21 @@ def edge_stripe(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND) ->
 
 
 def style_strength(loss, output, photo) -> dict:
-    """Gram distance of `output` to the style over the photo's own (`loss`: a measuring PerceptualLoss), with the
-    content loss; (1,3,H,W) tensors."""
-    m = loss.measure(output, photo)
-    return {"style_strength": m["style"] / max(m["content_image_style"], 1e-12), "content": m["content"]}
+    """Per VGG tap, the Gram distance of `output` to the style over the photo's own, averaged over the taps (each
+    scale of texture counts once, where a summed distance is dominated by the tap with the largest Grams); plus the
+    content loss. `loss` is a measuring PerceptualLoss (toolkit.losses.measuring_loss); (1,3,H,W) tensors."""
+    import torch
+    import torch.nn.functional as F
+
+    from toolkit.losses import gram_matrix
+
+    with torch.no_grad():
+        out_f, photo_f = loss.encoder(output), loss.encoder(photo)
+        ratios = [F.mse_loss(gram_matrix(out_f[t]), loss.target_gram(t)).item()
+                  / max(F.mse_loss(gram_matrix(photo_f[t]), loss.target_gram(t)).item(), 1e-12)
+                  for t in loss.style_layers]
+        content = loss.content_loss(out_f, photo_f, loss.content_layers).item()
+    return {"style_strength": float(np.mean(ratios)), "content": content}
 
 
 def look_row(model, loss, rgb: np.ndarray) -> tuple[dict, np.ndarray]:

@@ -1,0 +1,110 @@
+"""The look: grain and edge-stripe measures, the shift-equivariance term that removes grain, deeper and multi-scale
+style taps, and data paths recorded relative to the data root."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.config import LossConfig
+from toolkit.losses import build_loss, load_vgg
+from toolkit.losses.shift import shift_equivariance
+from toolkit.metrics import edge_stripe, flat_mask, grain
+from toolkit.paths import portable_path, resolve_data_path
+
+from conftest import natural_image, require_shared, tiny_model
+
+
+def lattice_grain(h: int, w: int, amplitude: float, seed: int = 0) -> np.ndarray:
+    """Noise texture made at half resolution and laid out by a stride-2 bilinear upsample (what nano's head does)."""
+    half = torch.from_numpy(np.random.default_rng(seed).random((1, 1, h // 2, w // 2), dtype=np.float32))
+    up = torch.nn.functional.interpolate(half, scale_factor=2, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return np.repeat((0.5 + amplitude * (up - 0.5))[..., None], 3, axis=2)
+
+
+def test_grain_is_about_one_on_unstructured_noise_and_high_on_lattice_locked_texture():
+    noise = np.repeat(np.random.default_rng(1).random((128, 128, 1)), 3, axis=2)
+    assert grain(noise) == pytest.approx(1.0, abs=0.05)
+    assert grain(lattice_grain(128, 128, 0.5)) > 1.5
+
+
+def test_grain_is_measured_on_the_photos_flat_areas_only():
+    photo = natural_image(96, 96)
+    photo[:, 48:] = np.repeat(np.random.default_rng(0).random((96, 48, 1)), 3, axis=2)  # busy right half
+    mask = flat_mask(photo)
+    assert mask[:, :40].mean() > 0.6 and mask[:, 56:].mean() < 0.1
+    out = photo.copy()
+    out[:, :48] = lattice_grain(96, 48, 0.3)
+    assert grain(out, photo) > 1.3 > grain(photo, photo)
+
+
+def test_edge_stripe_finds_a_bright_ring_the_photo_does_not_have():
+    photo = natural_image(64, 80)
+    assert edge_stripe(photo, photo) == 0.0
+    out = photo.copy()
+    out[:, -2:] = np.clip(out[:, -2:] + 0.3, 0, 1)
+    assert edge_stripe(out, photo) > 0.15  # +0.3, less where the photo is already near white
+
+
+def test_shift_term_is_zero_for_a_shift_equivariant_net_and_positive_for_a_strided_one():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    pointwise = torch.nn.Conv2d(3, 3, 3, padding=1)
+    assert float(shift_equivariance(pointwise, x, pointwise(x), stride=4)) < 1e-12
+    strided = tiny_model()
+    assert float(shift_equivariance(strided, x, strided(x), stride=strided.config.stride)) > 1e-6
+
+
+def test_shift_term_trains_the_grain_away():
+    """A few steps of the term alone make a strided net's output move with its input."""
+    torch.manual_seed(0)
+    net = tiny_model().train()
+    x = torch.rand(4, 3, 48, 48)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    before = float(shift_equivariance(net, x, net(x), 4))
+    for _ in range(30):
+        loss = shift_equivariance(net, x, net(x), 4)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(shift_equivariance(net, x, net(x), 4)) < 0.2 * before
+
+
+def test_multiscale_style_loss_keeps_one_target_gram_per_scale_and_tap():
+    cfg = LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",),
+                     style_scales=(1.0, 0.5))
+    loss = build_loss(cfg, torch.rand(1, 3, 64, 64))
+    assert loss.target_gram("relu1_1", 1).shape == loss.target_gram("relu1_1").shape
+    assert not torch.equal(loss.target_gram("relu1_1", 1), loss.target_gram("relu1_1"))
+    out = loss(torch.rand(2, 3, 32, 32, requires_grad=True), torch.rand(2, 3, 32, 32))
+    single = build_loss(LossConfig(loss_net="random", style_layers=cfg.style_layers,
+                                   content_layers=cfg.content_layers), torch.rand(1, 3, 64, 64))
+    assert float(out["style"]) > 0 and single.style_scales == [1.0]
+
+
+def test_style_scales_outside_zero_one_are_refused():
+    with pytest.raises(ValueError, match="scales"):
+        build_loss(LossConfig(loss_net="random", style_layers=("relu1_1",), content_layers=("relu1_1",),
+                              style_scales=(2.0,)), torch.rand(1, 3, 32, 32))
+
+
+def test_deep_taps_load_the_relu3_4_weights_whose_shallow_layers_match_the_relu3_1_file():
+    require_shared("weights", "vgg19_normalised_to_relu3_4.safetensors")
+    require_shared("weights", "vgg19_normalised_to_relu3_1.safetensors")
+    deep, shallow = load_vgg(["relu3_1", "relu3_4"]), load_vgg(["relu3_1"])
+    x = torch.rand(1, 3, 48, 48)
+    a, b = deep(x), shallow(x)
+    assert a["relu3_4"].shape == (1, 256, 12, 12)
+    assert torch.equal(a["relu3_1"], b["relu3_1"])
+
+
+def test_data_paths_are_recorded_relative_to_the_data_root(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    (root / "styles").mkdir(parents=True)
+    (root / "styles" / "x.png").write_bytes(b"")
+    monkeypatch.setenv("TOOLKIT_DATA", str(root))
+    recorded = portable_path(root / "styles" / "x.png")
+    assert recorded == "$TOOLKIT_DATA/styles/x.png"
+    assert resolve_data_path(recorded) == root / "styles" / "x.png"
+    assert portable_path(tmp_path / "elsewhere.png") == str(tmp_path / "elsewhere.png")
