@@ -22,7 +22,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 GOAL_STRENGTH, GOAL_GRAIN, GOAL_STRIPE = 0.12, 1.10, 0.05
-CROP, ZOOM = 128, 3
 
 
 def photos(max_side: int) -> list[tuple[str, np.ndarray]]:
@@ -52,39 +51,6 @@ def onnx_psnr(style: str, images: list[np.ndarray]) -> float | None:
     return min(psnr(a(x), b(x)) for x in (im.transpose(2, 0, 1)[None].astype(np.float32) for im in images))
 
 
-def flat_crop(rgb: np.ndarray, side: int) -> tuple[int, int]:
-    """Top-left of the flattest side x side window (where grain shows) on a coarse grid."""
-    from toolkit.metrics import flat_mask
-
-    mask = flat_mask(rgb).astype(np.float32)
-    h, w = mask.shape
-    best, at = -1.0, (0, 0)
-    for t in range(0, h - side + 1, side // 2):
-        for left in range(0, w - side + 1, side // 2):
-            score = float(mask[t:t + side, left:left + side].mean())
-            if score > best:
-                best, at = score, (t, left)
-    return at
-
-
-def sheet_row(rgb: np.ndarray, out: np.ndarray, side: int = 256) -> np.ndarray:
-    """photo | output (fit to `side`) | 100% crop of a flat area | 300% crop of its centre (nearest)."""
-    from toolkit.data.images import resize_long_side
-
-    def fit(a):
-        a = resize_long_side(a, side)
-        c = np.ones((side, side, 3), np.float32)
-        c[: a.shape[0], : a.shape[1]] = a
-        return c
-
-    t, left = flat_crop(rgb, CROP)
-    crop = out[t:t + CROP, left:left + CROP]
-    c = CROP // (2 * ZOOM) * ZOOM
-    mid = crop[CROP // 2 - c // ZOOM: CROP // 2 + c // ZOOM, CROP // 2 - c // ZOOM: CROP // 2 + c // ZOOM]
-    zoom = np.repeat(np.repeat(mid, ZOOM, 0), ZOOM, 1)
-    return np.concatenate([fit(rgb), fit(out), fit(crop), fit(zoom)], axis=1)
-
-
 def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     import torch
@@ -95,6 +61,7 @@ def main(argv=None) -> int:
     from toolkit.fsutil import write_json
     from toolkit.losses import measuring_loss
     from toolkit.metrics import look_row
+    from toolkit.sheets import contact_row
     from toolkit.paths import resolve_data_path, shared_data
     from toolkit.zoo import checkpoint_path, shipped_styles
 
@@ -128,7 +95,7 @@ def main(argv=None) -> int:
             row, out = look_row(model, loss, rgb)
             per_photo.append({"photo": name, **row})
             if i < 3:
-                sheet.append(sheet_row(rgb, out))
+                sheet.append(contact_row(rgb, out))
         save_image(sheet_dir / f"{style}.png", np.concatenate(sheet, axis=0))
         mean = {k: float(np.mean([r[k] for r in per_photo])) for k in ("style_strength", "content", "grain",
                                                                         "photo_grain")}

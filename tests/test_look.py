@@ -108,3 +108,34 @@ def test_data_paths_are_recorded_relative_to_the_data_root(tmp_path, monkeypatch
     assert recorded == "$TOOLKIT_DATA/styles/x.png"
     assert resolve_data_path(recorded) == root / "styles" / "x.png"
     assert portable_path(tmp_path / "elsewhere.png") == str(tmp_path / "elsewhere.png")
+
+
+def test_nano_fine_deploys_through_the_folded_head_exactly_away_from_the_border():
+    from toolkit.compress.fold import deploy_form
+    from toolkit.models import create_model
+
+    model = tiny_model(create_model("nano_fine").config)
+    deployed, record = deploy_form(model)
+    assert deployed.config.head == "shuffle" and deployed.config.head_hidden == 6
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        diff = (model(x) - deployed(x)).abs()
+    assert float(diff[..., 2:-2, 2:-2].max()) < 1e-5
+    assert record["interior_max_abs_diff"] < 1e-5
+
+
+def test_init_from_a_net_with_a_narrower_head_takes_every_matching_tensor(tmp_path, caplog):
+    from toolkit.checkpoint import save_checkpoint
+    from toolkit.config import TrainConfig
+    from toolkit.models import create_model
+    from toolkit.train import _load_init
+
+    nano = create_model("nano")
+    src = save_checkpoint(tmp_path / "nano.safetensors", nano, {"name": "n"})
+    fine = create_model("nano_fine")
+    _load_init(fine, TrainConfig(arch="nano_fine", init=str(src)))
+    own = fine.state_dict()
+    for k, v in nano.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(own[k], v), k
+    assert "head.3.0.weight" in caplog.text

@@ -51,6 +51,8 @@ class ArchConfig:
     upsample: str = "nearest"
     head: str = "conv"               # conv at full res | shuffle: 1/2-res conv to 12 ch + PixelShuffle(2) |
                                      # bilinear: bilinear x2 of the 1/2-res features, then a full-res conv to RGB
+    head_hidden: int = 0             # channels of a full-resolution layer + ReLU before the last conv to RGB
+                                     # (0 = none): a pointwise nonlinearity draws detail finer than the x2 lattice
     skip: bool = False               # add the stem's features into the up path at the same resolution (U-Net)
     output: str = "sigmoid"
 
@@ -81,6 +83,10 @@ class ArchConfig:
             )
         if self.head == "bilinear" and not self.strided_stem:
             raise UserError("arch head='bilinear' needs a strided stem (down_stages == len(widths))")
+        if self.head_hidden and self.head not in ("bilinear", "shuffle"):
+            raise UserError("arch head_hidden needs head='bilinear' or 'shuffle'")
+        if self.head_hidden < 0:
+            raise UserError(f"arch head_hidden must be >= 0, got {self.head_hidden}")
         if self.res_blocks < 0 or self.bottleneck_k < 1:
             raise UserError("arch res_blocks must be >= 0 and bottleneck_k >= 1")
 

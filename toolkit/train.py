@@ -178,12 +178,22 @@ def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dic
 
 
 def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Start from the weights of `cfg.init` (e.g. a shipped style fine-tuned with a temporal loss)."""
+    """Start from the weights of `cfg.init` (e.g. a shipped style fine-tuned with a temporal loss). From another arch
+    (e.g. nano -> nano_fine, whose head is wider) every tensor whose name and shape match is taken and the rest keep
+    their initialisation, which is logged; an init that shares no tensor with the net is an error."""
     init = load_checkpoint(cfg.init)
-    if init.arch != model.config:
+    if init.arch == model.config:
+        model.load_state_dict(init.model.state_dict())
+        return
+    own = model.state_dict()
+    taken = {k: v for k, v in init.model.state_dict().items() if k in own and own[k].shape == v.shape}
+    if not taken:
         raise UserError(f"--init {cfg.init} is a {init.meta.get('train_config', {}).get('arch', 'different')} "
-                        f"net, not {cfg.arch}; pass --arch to match it")
-    model.load_state_dict(init.model.state_dict())
+                        f"net that shares no weights with {cfg.arch}; pass --arch to match it")
+    model.load_state_dict(taken, strict=False)
+    fresh = sorted(k for k in own if k not in taken)
+    log.warning("--init %s: %d of %d tensors taken; left at initialisation: %s", cfg.init, len(taken), len(own),
+                ", ".join(fresh))
 
 
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,

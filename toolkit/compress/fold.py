@@ -51,7 +51,8 @@ _BILINEAR_TAPS = ((0.75, 0.25, 0.0), (0.25, 0.75, 0.0), (0.0, 0.75, 0.25), (0.0,
 
 
 def _has_foldable_head(cfg) -> bool:
-    return cfg.head == "bilinear" and cfg.last_kernel == 3
+    """A bilinear head whose first full-resolution conv is 3x3 (the conv to RGB, or the hidden layer's)."""
+    return cfg.head == "bilinear" and (cfg.last_kernel == 3 or cfg.head_hidden > 0)
 
 
 def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
@@ -67,7 +68,7 @@ def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
     if not _has_foldable_head(cfg):
         raise UserError(f"only a bilinear head with a 3x3 last conv folds (this net has head='{cfg.head}', "
                         f"last_kernel={cfg.last_kernel})")
-    conv = model.head[1][-1]
+    conv = model.head[1][-1]  # with a hidden layer: the 3x3 conv to it (ReLU and the conv to RGB stay as they are)
     w = conv.weight.detach().double()                                      # (3, C, 3, 3) over full-res offsets
     taps = torch.tensor(_BILINEAR_TAPS, dtype=torch.float64)                # (4 offsets r, 3 taps e)
     phase = torch.stack([taps[a:a + 3] for a in (0, 1)])                    # (2 phases, 3 offsets d, 3 taps e)
@@ -75,8 +76,10 @@ def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
     state = {k: t.detach().clone() for k, t in model.state_dict().items() if not k.startswith("head.")}
     folded = TransformerNet(dataclasses.replace(cfg, head="shuffle"))
     conv_at = len(folded.head[0]) - 1  # after the ReflectionPad2d, or alone with zero padding
-    state[f"head.0.{conv_at}.weight"] = v.reshape(12, w.shape[1], 3, 3).float()
+    state[f"head.0.{conv_at}.weight"] = v.reshape(4 * w.shape[0], w.shape[1], 3, 3).float()
     state[f"head.0.{conv_at}.bias"] = conv.bias.detach().repeat_interleave(4)
+    if cfg.head_hidden:
+        state.update({f"head.3.{k}": t.detach().clone() for k, t in model.head[3].state_dict().items()})
     folded.load_state_dict(state, strict=True)
     return folded.eval()
 

@@ -35,8 +35,16 @@ class TransformerNet(nn.Module):
             pairs = pairs[:-1]  # the head itself performs the last x2
         self.up = nn.Sequential(*[UpStage(a, b, cfg.upsample, pad, norm) for a, b in pairs])
         head_in = pairs[-1][1] if pairs else w[-1]
-        if cfg.head == "shuffle":
+        hid = cfg.head_hidden
+        if cfg.head == "shuffle" and hid:  # the deploy form of a bilinear head with a hidden layer
+            self.head = nn.Sequential(ConvLayer(head_in, 4 * hid, 3, 1, pad), nn.PixelShuffle(2),
+                                      nn.ReLU(inplace=True), ConvLayer(hid, 3, cfg.last_kernel, 1, pad))
+        elif cfg.head == "shuffle":
             self.head = nn.Sequential(ConvLayer(head_in, 12, cfg.last_kernel, 1, pad), nn.PixelShuffle(2))
+        elif cfg.head == "bilinear" and hid:
+            self.head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"),
+                                      ConvLayer(head_in, hid, 3, 1, pad), nn.ReLU(inplace=True),
+                                      ConvLayer(hid, 3, cfg.last_kernel, 1, pad))
         elif cfg.head == "bilinear":
             self.head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"),
                                       ConvLayer(head_in, 3, cfg.last_kernel, 1, pad))

@@ -76,33 +76,31 @@ def eval_photos(limit: int = 6) -> list[Path]:
 
 
 @torch.no_grad()
-def quality(model, style_image: Path, photos: list[Path], side: int = 384) -> dict:
-    """Style loss of each output vs the content photo's own (lower = more stylised) and content loss (structure)."""
+def quality(model, style_image: Path, photos: list[Path], side: int = 512) -> dict:
+    """The look on the eval photos at `side` px (toolkit.metrics): style strength (Gram distance to the style over
+    the photo's own; lower = more stylised), grain (even/odd gradient ratio on flat areas, and the photo's own),
+    edge stripes and content loss."""
     from toolkit.losses import measuring_loss
+    from toolkit.metrics import look_row
 
     loss = measuring_loss(style_image)
-    rows = []
-    for p in photos:
-        x = to_tensor(resize_long_side(load_rgb(p), side))
-        m = loss.measure(stylize_tensor(model, x), x)
-        rows.append({"photo": p.name, **m})
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("style", "content", "content_image_style")}
-    mean["style_ratio_vs_content_image"] = mean["style"] / max(mean["content_image_style"], 1e-12)
+    rows = [{"photo": p.name, **look_row(model, loss, resize_long_side(load_rgb(p), side))[0]} for p in photos]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("style_strength", "grain", "photo_grain", "content")}
+    mean["edge_stripe_max"] = max(r["edge_stripe"] for r in rows)
     return {"per_photo": rows, "mean": mean, "side": side}
 
 
 @torch.no_grad()
 def render_preview(model, photos: list[Path], dest: Path, style_image: Path | None = None) -> Path:
-    """One row per photo: content | stylised (style image thumbnail first when given)."""
-    tiles = []
+    """One row per photo: photo | stylised | 100% crop of a flat area | 300% crop (toolkit.sheets), under a strip
+    with the style image when given."""
+    from toolkit.sheets import contact_row
+
+    rows = []
     for p in photos:
-        x = to_tensor(resize_long_side(load_rgb(p), PREVIEW_SIDE))
-        y = stylize_tensor(model, x)
-        pair = np.concatenate([to_numpy(x), to_numpy(y)], axis=1)
-        canvas = np.ones((PREVIEW_SIDE, 2 * PREVIEW_SIDE, 3), np.float32)
-        canvas[: pair.shape[0], : pair.shape[1]] = pair[:PREVIEW_SIDE, : 2 * PREVIEW_SIDE]
-        tiles.append(canvas)
-    grid = np.concatenate(tiles, axis=0)
+        rgb = resize_long_side(load_rgb(p), 2 * PREVIEW_SIDE)
+        rows.append(contact_row(rgb, to_numpy(stylize_tensor(model, to_tensor(rgb))), PREVIEW_SIDE))
+    grid = np.concatenate(rows, axis=0)
     if style_image is not None:
         thumb = resize_long_side(load_rgb(style_image), PREVIEW_SIDE)
         strip = np.ones((PREVIEW_SIDE, grid.shape[1], 3), np.float32)
@@ -201,9 +199,10 @@ def write_gallery(out_dir: Path, manifest: dict) -> Path:
             lines[-1] += f"  \nfrom a net trained {base['steps']} steps: `{base['train_command']}`"
         lines += [""]
         if q:
-            lines += [f"Quality on the eval photos: style loss {q['style']:.2e} vs {q['content_image_style']:.2e} for "
-                      f"the photos themselves ({q['style_ratio_vs_content_image']:.0%}), content loss "
-                      f"{q['content']:.2f}.", ""]
+            lines += [f"Look on the eval photos ({rec['quality'].get('side', '?')} px): style strength "
+                      f"{q['style_strength']:.3f} (Gram distance to the style over the photos' own; lower = more "
+                      f"stylised), grain {q['grain']:.2f} (photos {q['photo_grain']:.2f}), edge stripe "
+                      f"{q['edge_stripe_max']:.3f}, content loss {q['content']:.2f}.", ""]
         if rec.get("preview"):
             lines += [f"![{style}]({rec['preview']})", ""]
         lines += ["| file | target | precision | sizes | kB | parity (max abs / min PSNR dB) | fps 480x640 1 thread |",
