@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from toolkit.config import LossConfig
-from toolkit.losses import build_loss, load_vgg
+from toolkit.losses import build_loss, gram_matrix, load_vgg
 from toolkit.losses.shift import shift_equivariance
 from toolkit.metrics import edge_stripe, flat_mask, grain
 from toolkit.paths import portable_path, resolve_data_path
@@ -139,3 +139,34 @@ def test_init_from_a_net_with_a_narrower_head_takes_every_matching_tensor(tmp_pa
         if not k.startswith("head."):
             assert torch.equal(own[k], v), k
     assert "head.3.0.weight" in caplog.text
+
+
+def test_balanced_tap_weights_make_every_tap_count_relative_to_where_photos_start():
+    cfg = LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1", "relu3_1"), content_layers=("relu2_1",))
+    loss = build_loss(cfg, torch.rand(1, 3, 64, 64))
+    photos = torch.rand(4, 3, 32, 32) * 0.5
+    weights = loss.balance_taps(photos)
+    feats = loss.encode(photos)
+    weighted = [w * torch.nn.functional.mse_loss(gram_matrix(feats[t]), loss.target_gram(t).expand(4, -1, -1)).item()
+                for w, t in zip(weights, loss.style_layers)]
+    assert max(weighted) == pytest.approx(min(weighted), rel=1e-4)  # equal at the photos' starting point
+    assert loss.layer_weights == dict(zip(loss.style_layers, weights))
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_style_balance_is_recorded_in_the_checkpoint(tmp_path, image_dir):
+    from PIL import Image
+
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.config import TrainConfig
+    from toolkit.train import train
+
+    style = tmp_path / "style.png"
+    Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
+    cfg = TrainConfig(name="b", style_image=str(style), content_dir=str(image_dir), arch="tiny", steps=2, size=32,
+                      batch=2, workers=0, sample_every=0,
+                      loss=LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1"),
+                                      content_layers=("relu2_1",), style_balance=True))
+    path = train(cfg, out_root=tmp_path / "runs", progress=False)
+    weights = load_checkpoint(path).meta["train_config"]["loss"]["style_layer_weights"]
+    assert len(weights) == 2 and all(w > 0 for w in weights)

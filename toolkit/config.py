@@ -112,6 +112,8 @@ class LossConfig:
     content_layers: Tuple[str, ...] = ("relu3_1",)
     style_layers: Tuple[str, ...] = ("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1")
     style_layer_weights: Tuple[float, ...] = ()  # empty = 1 per layer
+    style_balance: bool = False                  # weight each style tap by 1 / typical photos' Gram distance at it
+                                                 # (computed once at train start, stored in style_layer_weights)
     style_scales: Tuple[float, ...] = (1.0,)     # also match Grams at these scales of output and style image
                                                  # (0.5 doubles the taps' receptive field on the picture)
     content_weight: float = 1.0

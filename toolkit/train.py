@@ -31,6 +31,7 @@ from toolkit.models import create_model
 from toolkit.paths import portable_path, resolve_data_path
 
 log = logging.getLogger(__name__)
+BALANCE_PHOTOS = 16  # training crops that set --style-balance's tap weights
 
 
 class StepBatches(Sampler):
@@ -230,6 +231,11 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         log.info("resuming %s at step %d", run_dir, start)
 
     loss_fn = style_loss(cfg, device)
+    if cfg.loss.style_balance and not cfg.loss.style_layer_weights:  # deterministic, so a resumed run gets the same
+        crops = ContentCrops(files, cfg.size, cfg.seed + 1)
+        weights = loss_fn.balance_taps(torch.stack([crops[i] for i in range(BALANCE_PHOTOS)]).to(device))
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, style_layer_weights=tuple(weights)))
+        log.info("style tap weights: %s", dict(zip(cfg.loss.style_layers, (round(w, 3) for w in weights))))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     loader = content_loader(cfg, files, start, rank, world)
     samples = _sample_images(cfg, files) if rank == 0 else None

@@ -28,6 +28,9 @@ def add_arguments(p) -> None:
                         "the shared VGG19 reaches relu3_4)")
     p.add_argument("--content-layers", type=_taps, default=dl.content_layers, metavar="TAPS",
                    help=f"comma-separated VGG taps for the content loss (default {','.join(dl.content_layers)})")
+    p.add_argument("--style-balance", action="store_true",
+                   help="weight each style tap by 1 / how far typical photos are from the style there (set once at "
+                        "the start from training crops, recorded in the checkpoint)")
     p.add_argument("--style-scales", type=_scales, default=dl.style_scales, metavar="S",
                    help="comma-separated scales at which style Grams are matched, e.g. 1,0.5 (default 1)")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -81,7 +84,7 @@ def run(args) -> int:
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
                       shift_weight=args.shift_weight, style_layers=args.style_layers,
-                      content_layers=args.content_layers, style_scales=args.style_scales,
+                      content_layers=args.content_layers, style_scales=args.style_scales, style_balance=args.style_balance,
                       encoder_precision=args.encoder_precision)
     cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,

@@ -74,6 +74,18 @@ class PerceptualLoss(nn.Module):
             total = total + self.layer_weights[layer] * F.mse_loss(g, self.target_gram(layer, scale_index).expand_as(g))
         return total
 
+    @torch.no_grad()
+    def balance_taps(self, photos: torch.Tensor) -> list[float]:
+        """Set and return tap weights w_t = mean_t(d) / d_t, with d_t the mean Gram distance of `photos` to the style
+        at tap t: every tap then counts by how far the output is from the style relative to where a photo starts,
+        instead of relu1_x's large Grams outweighing relu3_x's (whose statistics carry strokes and motifs)."""
+        feats = self.encode(photos)
+        d = [F.mse_loss(gram_matrix(feats[t]), self.target_gram(t).expand(len(photos), -1, -1)).item()
+             for t in self.style_layers]
+        weights = [sum(d) / len(d) / max(v, 1e-12) for v in d]
+        self.layer_weights = dict(zip(self.style_layers, weights))
+        return weights
+
     def multiscale_style_loss(self, output: torch.Tensor, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Style loss summed over `style_scales`; `feats` are the output's features at the first scale."""
         total = self.style_loss(feats)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.config import LossConfig
 from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
 from toolkit.flops import count_macs
 from toolkit.fsutil import atomic_path, write_json
@@ -54,6 +55,8 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
             "steps": init.get("step") or init.get("training", {}).get("steps"),
             "train_command": init.get("train_command") or train_command(init.get("train_config", {}),
                                                                         Path(cfg["init"]).stem)}
+    if cfg.get("init"):  # the starting point by file name, not this machine's path to it
+        meta["train_config"] = dict(cfg, init=Path(cfg["init"]).name)
     return save_checkpoint(zoo_dir / f"{style}.safetensors", ckpt.model, meta)
 
 
@@ -67,7 +70,15 @@ def train_command(cfg: dict, name: str) -> str:
             f"--seed {cfg.get('seed')}" + (f" --init {Path(cfg['init']).name}" if cfg.get("init") else "")
             + (f" --temporal-weight {loss['temporal_weight']}" if loss.get("temporal_weight") else "")
             + (f" --encoder-precision {loss['encoder_precision']}"
-               if loss.get("encoder_precision", "fp32") != "fp32" else ""))
+               if loss.get("encoder_precision", "fp32") != "fp32" else "")
+            + "".join(f" --{flag} {','.join(map(str, loss[key]))}" for flag, key, default in (
+                ("style-layers", "style_layers", LossConfig().style_layers),
+                ("content-layers", "content_layers", LossConfig().content_layers),
+                ("style-scales", "style_scales", LossConfig().style_scales)) if key in loss
+                      and tuple(loss[key]) != tuple(default))
+            + (" --style-balance" if loss.get("style_balance") else "")
+            + (f" --shift-weight {loss['shift_weight']}" if loss.get("shift_weight") else "")
+            + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else ""))
 
 
 def eval_photos(limit: int = 6) -> list[Path]:
