@@ -28,6 +28,7 @@ from toolkit.errors import UserError
 from toolkit.fsutil import ensure_writable_dir
 from toolkit.losses import build_loss
 from toolkit.models import create_model
+from toolkit.models.grow import widen_head
 from toolkit.paths import portable_path, resolve_data_path
 
 log = logging.getLogger(__name__)
@@ -192,9 +193,12 @@ def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
         raise UserError(f"--init {cfg.init} is a {init.meta.get('train_config', {}).get('arch', 'different')} "
                         f"net that shares no weights with {cfg.arch}; pass --arch to match it")
     model.load_state_dict(taken, strict=False)
+    if widen_head(init.model, model):
+        taken.update({k: v for k, v in model.state_dict().items() if k.startswith("head.")})
     fresh = sorted(k for k in own if k not in taken)
-    log.warning("--init %s: %d of %d tensors taken; left at initialisation: %s", cfg.init, len(taken), len(own),
-                ", ".join(fresh))
+    log.warning("--init %s is a %s net: %d of %d tensors taken%s", cfg.init, init.meta.get("train_config", {}).get(
+        "arch", "different"), len(taken), len(own), f"; left at initialisation: {', '.join(fresh)}" if fresh else
+        " (the head grown to the same function)")
 
 
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
