@@ -365,3 +365,12 @@ def test_parity_checks_enumerated_artifacts_at_sizes_they_accept():
     assert accepted_sizes([(256, 256)], camera) == [(256, 256)]
     assert accepted_sizes([(256, 256), (240, 320), (720, 1280)], camera) == [(256, 256), (720, 1280)]
     assert accepted_sizes([(240, 320)], [(480, 640), (720, 1280)]) == [(480, 640), (720, 1280)]
+
+
+def test_int8_calibrates_on_the_packaged_frames_without_shared_data(tmp_path, monkeypatch):
+    """A fresh `pip install` has no ../shared: int8 export still finds 8 real (rendered) frames in the package."""
+    from toolkit.export.calibration import PACKAGED, calibration_paths
+
+    monkeypatch.setenv("TOOLKIT_DATA", str(tmp_path))  # an empty data root
+    files = calibration_paths()
+    assert len(files) >= 8 and all(f.parent == PACKAGED for f in files)

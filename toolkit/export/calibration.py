@@ -15,8 +15,12 @@ DEFAULT_TRAIN_PHOTOS = 8
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+PACKAGED = Path(__file__).resolve().parents[1] / "calibration"  # CC BY film frames shipped with the package
+
+
 def calibration_paths(paths: Sequence[str | Path] = ()) -> list[Path]:
-    """The given files/folders expanded to image files; by default the shared eval photos + a few train photos."""
+    """The given files/folders expanded to image files; by default the shared eval photos + a few train photos, or,
+    without shared data (a fresh install), the frames packaged in toolkit/calibration."""
     from toolkit.paths import shared_data
 
     if not paths:
@@ -24,6 +28,8 @@ def calibration_paths(paths: Sequence[str | Path] = ()) -> list[Path]:
         train = shared_data("content", "train")
         if train:
             paths += sorted(p for p in train.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:DEFAULT_TRAIN_PHOTOS]
+        if not paths:
+            paths = [PACKAGED]
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
