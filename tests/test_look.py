@@ -185,3 +185,13 @@ def test_a_nano_init_grows_into_nano_fine_with_the_same_function(tmp_path):
     x = torch.rand(2, 3, 48, 64)
     with torch.no_grad():
         assert float((fine.eval()(x) - nano(x)).abs().max()) < 1e-6
+
+
+def test_phase_balance_costs_nothing_for_the_photos_own_edges_and_much_for_lattice_grain():
+    from toolkit.losses.shift import phase_balance
+
+    photo = torch.from_numpy(natural_image(128, 128)).permute(2, 0, 1)[None]
+    grainy = torch.from_numpy(lattice_grain(128, 128, 0.5)).permute(2, 0, 1)[None].float()
+    assert float(phase_balance(photo, photo)) == 0.0
+    assert float(phase_balance(photo * 0.5 + 0.2, photo)) < 1e-3  # a colour grade keeps the photo's phases
+    assert float(phase_balance(grainy, photo)) > 0.1

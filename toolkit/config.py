@@ -121,6 +121,7 @@ class LossConfig:
     tv_weight: float = 0.5
     temporal_weight: float = 0.0
     shift_weight: float = 0.0                    # shift equivariance (toolkit/losses/shift.py): against grain
+    grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
     encoder_precision: str = "fp32"              # fp32 | bf16: the frozen VGG under bf16 autocast (losses stay fp32)
 
 

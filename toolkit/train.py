@@ -148,6 +148,11 @@ def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_
 
         losses.update(TemporalLoss(seed=cfg.seed)(net, batch, out, sample_step))
         losses["total"] = losses["total"] + cfg.loss.temporal_weight * losses["temporal"]
+    if cfg.loss.grain_weight > 0:
+        from toolkit.losses.shift import phase_balance
+
+        losses["grain"] = phase_balance(out, batch)
+        losses["total"] = losses["total"] + cfg.loss.grain_weight * losses["grain"]
     if cfg.loss.shift_weight > 0:
         from toolkit.losses.shift import shift_equivariance
 

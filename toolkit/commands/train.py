@@ -23,6 +23,8 @@ def add_arguments(p) -> None:
                    help="weight of the synthetic-motion temporal stability loss (0 = off)")
     p.add_argument("--shift-weight", type=float, default=dl.shift_weight,
                    help="weight of the shift-equivariance term against lattice-locked grain (0 = off)")
+    p.add_argument("--grain-weight", type=float, default=dl.grain_weight,
+                   help="weight of the even/odd phase-balance term against the 2-pixel grain (0 = off)")
     p.add_argument("--style-layers", type=_taps, default=dl.style_layers, metavar="TAPS",
                    help=f"comma-separated VGG taps for the Gram style loss (default {','.join(dl.style_layers)}; "
                         "the shared VGG19 reaches relu3_4)")
@@ -83,7 +85,7 @@ def run(args) -> int:
         raise UserError(f"--size {args.size} must be a multiple of 16")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
-                      shift_weight=args.shift_weight, style_layers=args.style_layers,
+                      shift_weight=args.shift_weight, grain_weight=args.grain_weight, style_layers=args.style_layers,
                       content_layers=args.content_layers, style_scales=args.style_scales, style_balance=args.style_balance,
                       encoder_precision=args.encoder_precision)
     cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,

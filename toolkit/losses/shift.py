@@ -24,3 +24,24 @@ def shift_equivariance(net, x: torch.Tensor, out: torch.Tensor, stride: int, mar
     a = out[..., 1 + margin:1 + hs - margin, 1 + margin:1 + ws - margin]
     b = shifted[..., margin:hs - margin, margin:ws - margin]
     return F.mse_loss(b, a)
+
+
+def phase_imbalance(x: torch.Tensor, window: int = 8, eps: float = 1e-3) -> list[torch.Tensor]:
+    """Per axis, the local signed imbalance (e - o) / (e + o) of the mean gradient magnitude across even (e) and odd
+    (o) pixel boundaries, in `window`-pixel neighbourhoods of the luma."""
+    y = x.mean(1, keepdim=True)
+    maps = []
+    for d in (y[..., :, 1:] - y[..., :, :-1], (y[..., 1:, :] - y[..., :-1, :]).transpose(-1, -2)):
+        d = d.abs()
+        n = d.shape[-1] // 2 * 2
+        e = F.avg_pool2d(d[..., 0:n:2], (window, window // 2))
+        o = F.avg_pool2d(d[..., 1:n:2], (window, window // 2))
+        maps.append((e - o) / (e + o + eps))
+    return maps
+
+
+def phase_balance(out: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """The 2-pixel grain itself, as a loss: the output's local even/odd gradient imbalance beyond the photo's own
+    (a sharp edge of the photo sits on one phase in both and costs nothing), squared and averaged over both axes.
+    Unlike the shift term it leaves texture free to sit anywhere and only asks it not to favour one pixel phase."""
+    return sum(((a - b) ** 2).mean() for a, b in zip(phase_imbalance(out), phase_imbalance(content))) / 2

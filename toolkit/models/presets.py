@@ -86,6 +86,12 @@ def nano_fine() -> ArchConfig:
     return dataclasses.replace(nano(), head_hidden=6, last_kernel=1)
 
 
+@ARCHS.register()
+def nano_lite_fine() -> ArchConfig:
+    """nano_lite (instance norm at the ends, batch norm folded in the trunk) with nano_fine's full-resolution head."""
+    return dataclasses.replace(nano_lite(), head_hidden=6, last_kernel=1)
+
+
 def arch_config(name: str, **overrides) -> ArchConfig:
     """The preset's config with knob overrides (e.g. padding='zero')."""
     return dataclasses.replace(ARCHS.get(name)(), **overrides)
