@@ -82,6 +82,13 @@ def main(argv=None) -> int:
               f"{p['grain']:.3f} | {p['edge_stripe']:.3f} | {p['content']:.2f} | {p['fps_fp32']:.1f} | "
               f"{p['fps_int8']:.1f} |" for p in points]
     (RESULTS / "pareto.md").write_text("\n".join(lines) + "\n")
+    best = {}  # per arch the most stylised point, for `toolkit archs`
+    for p in points:
+        if p["arch"] not in best or p["style_strength"] < best[p["arch"]]["style_strength"]:
+            best[p["arch"]] = p
+    write_json(ROOT / "toolkit" / "models" / "pareto.json", {"style": Path(args.style_image).stem, "points": [
+        {k: p[k] for k in ("arch", "label", "steps", "style_strength", "grain", "fps_fp32", "fps_int8")}
+        for p in best.values()]})
     import matplotlib
 
     matplotlib.use("Agg")

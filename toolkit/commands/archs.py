@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-HELP = "list architecture presets with params and MACs at 256x256 and 480x640"
+HELP = ("list architecture presets with params, MACs at 256x256 and 480x640, and the measured quality/speed point "
+        "(benchmarks/pareto.py) where one was trained")
 
 
 def add_arguments(p) -> None:
@@ -11,13 +12,26 @@ def arch_rows() -> list[dict]:
     from toolkit.flops import count_macs
     from toolkit.models import ARCHS, count_params, create_model
 
+    measured = measured_points()
     rows = []
     for name in ARCHS:
         model = create_model(name)
         rows.append({"arch": name, "params": count_params(model), "gmac_256x256": count_macs(model, 256, 256) / 1e9,
-                     "gmac_480x640": count_macs(model, 480, 640) / 1e9,
+                     "gmac_480x640": count_macs(model, 480, 640) / 1e9, "measured": measured.get(name),
                      "description": (ARCHS.get(name).__doc__ or "").strip().splitlines()[0]})
     return rows
+
+
+def measured_points() -> dict:
+    """{arch: point} from toolkit/models/pareto.json, written by benchmarks/pareto.py (same style and recipe)."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "models" / "pareto.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {p["arch"]: dict(p, style=data["style"]) for p in data["points"]}
 
 
 def run(args) -> int:
@@ -27,8 +41,11 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'arch':<12} {'params':>10} {'GMAC@256²':>10} {'GMAC@480x640':>13}  description")
+    print(f"{'arch':<15} {'params':>10} {'GMAC@256²':>10} {'GMAC@480x640':>13}  {'measured (style, grain, fps)':<30} "
+          "description")
     for r in rows:
-        print(f"{r['arch']:<12} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  "
+        m = r["measured"]
+        point = (f"{m['style']}: {m['style_strength']:.3f}, {m['grain']:.2f}, {m['fps_fp32']:.0f}" if m else "-")
+        print(f"{r['arch']:<15} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  {point:<30} "
               f"{r['description']}")
     return 0
