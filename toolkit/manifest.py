@@ -39,7 +39,13 @@ def read_manifest(out_dir: str | Path) -> dict:
 
 @contextlib.contextmanager
 def _locked(out_dir: Path) -> Iterator[None]:
-    with open(out_dir / f".{MANIFEST}.lock", "a") as fh:
+    # O_NOFOLLOW: a lock file planted as a symlink is refused, never followed to a file elsewhere
+    try:
+        fd = os.open(out_dir / f".{MANIFEST}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise UserError(f"the manifest lock {out_dir / ('.' + MANIFEST + '.lock')} cannot be opened ({exc.strerror}); "
+                        "remove it if it is a symlink") from exc
+    with os.fdopen(fd, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -50,6 +56,9 @@ def _locked(out_dir: Path) -> Iterator[None]:
 def entry_for(record: dict, out_dir: str | Path) -> tuple[str, dict]:
     """(relative file path, manifest entry) for an export record."""
     rel = os.path.relpath(Path(record["file"]).resolve(), Path(out_dir).resolve())
+    if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        raise UserError(f"{record['file']} lies outside the export folder {out_dir}; the manifest lists only files "
+                        "inside it")
     entry = {k: v for k, v in record.items() if k != "file"}
     return Path(rel).as_posix(), entry
 

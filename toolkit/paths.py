@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +53,18 @@ def resolve_data_path(text: str | Path) -> Path:
         rel = text[len(DATA_PREFIX):]
         return (root / rel) if root is not None else Path(os.environ.get("TOOLKIT_DATA", "../shared/data")) / rel
     return Path(text)
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+def safe_name(text, what: str = "name") -> str:
+    """`text` when it can be one file or folder name inside a folder the user chose (style, run and checkpoint names
+    become paths): letters, digits, '.', '_', '-', starting with a letter or digit, no '..'; else a UserError."""
+    from toolkit.errors import UserError
+
+    text = str(text)
+    if not _NAME.fullmatch(text) or ".." in text:
+        raise UserError(f"{what} {text!r} is not a plain name; use letters, digits, '.', '_' or '-' "
+                        "(no path separators, no '..'), e.g. my_style")
+    return text

@@ -51,8 +51,10 @@ def stylize_rgb(model: torch.nn.Module, rgb: np.ndarray, size: int | None = None
 
 
 def output_path(src: Path, out_dir: Path, style: str) -> Path:
+    from toolkit.paths import safe_name
+
     suffix = ".jpg" if src.suffix.lower() in (".jpg", ".jpeg") else ".png"
-    return out_dir / f"{src.stem}.{style}{suffix}"
+    return out_dir / f"{src.stem}.{safe_name(style, 'style name')}{suffix}"
 
 
 def stylize_files(model: torch.nn.Module, paths: list[Path], out_dir: Path, style: str,

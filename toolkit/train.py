@@ -29,7 +29,7 @@ from toolkit.fsutil import ensure_writable_dir
 from toolkit.losses import build_loss
 from toolkit.models import create_model
 from toolkit.models.grow import widen_head
-from toolkit.paths import portable_path, resolve_data_path
+from toolkit.paths import portable_path, resolve_data_path, safe_name
 
 log = logging.getLogger(__name__)
 BALANCE_PHOTOS = 16  # training crops that set --style-balance's tap weights
@@ -209,6 +209,7 @@ def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train one style; returns the final checkpoint path. Safe to kill at any time and `resume`."""
+    safe_name(cfg.name, "run --name")
     rank, world = _dist_setup()
     device = torch.device(f"cuda:{rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu")
     run_dir = Path(out_root) / cfg.name

@@ -83,7 +83,11 @@ def parse_size(text: str) -> Size:
 
 
 def artifact_path(out_dir: str | Path, style: str, target: str, precision: str, size: Size | None = None) -> Path:
-    """exported/<style>/<style>[.<precision>][.<HxW>].<suffix>; fp32 has no precision part."""
+    """exported/<style>/<style>[.<precision>][.<HxW>].<suffix>; fp32 has no precision part. The style name (from
+    the user or a checkpoint's JSON) must be a plain name: the file always lands inside `out_dir`."""
+    from toolkit.paths import safe_name
+
+    safe_name(style, "style name")
     parts = [style] + ([precision] if precision != "fp32" else []) + ([f"{size[0]}x{size[1]}"] if size else [])
     return Path(out_dir) / style / (".".join(parts) + get_target(target).suffix)
 

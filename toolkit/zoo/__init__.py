@@ -9,6 +9,7 @@ from pathlib import Path
 
 from toolkit.checkpoint import Checkpoint, load_checkpoint
 from toolkit.errors import UserError, unknown
+from toolkit.paths import safe_name
 
 ZOO_DIR = Path(__file__).resolve().parent
 
@@ -18,6 +19,7 @@ def shipped_styles() -> list[str]:
 
 
 def style_path(name: str, runs_dir: str | Path = "runs") -> Path:
+    safe_name(name, "style")
     shipped = ZOO_DIR / f"{name}.safetensors"
     if shipped.is_file():
         return shipped

@@ -20,7 +20,7 @@ from toolkit.flops import count_macs
 from toolkit.fsutil import atomic_path, write_json
 from toolkit.manifest import manifest_path, read_manifest
 from toolkit.models import count_params
-from toolkit.paths import resolve_data_path, shared_data
+from toolkit.paths import resolve_data_path, safe_name, shared_data
 from toolkit.stylize import stylize_tensor
 from toolkit.zoo import ZOO_DIR
 
@@ -149,7 +149,7 @@ def export_all(style: str, out_dir: Path) -> None:
 
 def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: Path | None,
          out_dir: Path = Path("exported"), skip_export: bool = False) -> dict:
-    packaged = ZOO_DIR / f"{style}.safetensors"
+    packaged = ZOO_DIR / f"{safe_name(style, 'style')}.safetensors"
     if not (packaged.exists() and Path(checkpoint).resolve() == packaged.resolve()):
         package_checkpoint(checkpoint, style, source, licence)  # re-shipping a zoo style keeps its training record
     ckpt = load_checkpoint(packaged)
