@@ -67,3 +67,40 @@ def test_train_refuses_an_escaping_run_name(tmp_path):
     with pytest.raises(UserError, match="not a plain name"):
         train(TrainConfig(name="../escape", style_image="s.png", content_dir="c"), out_root=tmp_path)
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_a_decompression_bomb_is_a_one_line_error_before_decoding(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from toolkit.data.images import load_rgb
+
+    path = tmp_path / "bomb.png"
+    Image.new("L", (3000, 3000)).save(path)  # small file, 9 MP
+    monkeypatch.setenv("TOOLKIT_MAX_PIXELS", str(4_000_000))
+    with pytest.raises(UserError, match="over the 4 MP limit.*TOOLKIT_MAX_PIXELS"):
+        load_rgb(path)
+    monkeypatch.setenv("TOOLKIT_MAX_PIXELS", str(10_000_000))
+    assert load_rgb(path).shape == (3000, 3000, 3)
+
+
+@pytest.mark.parametrize("text", ["65536x65536", "4x4", "big"])
+def test_sizes_too_large_too_small_or_malformed_are_refused(text):
+    from toolkit.export import parse_size
+
+    with pytest.raises(UserError):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint-every", "0"], "--checkpoint-every must be >= 1"),
+    (["--workers", "-1"], "--workers"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--style-size", "0"], "--style-size must be >= 1"),
+    (["--size", "65536"], "MP limit"),
+])
+def test_train_refuses_bad_numbers_in_one_line(tmp_path, args, message):
+    from toolkit.cli import main
+
+    code = main(["train", "--style-image", "s.png", "--content-dir", str(tmp_path), "--name", "x",
+                 "--out", str(tmp_path / "runs"), *args])
+    assert code == 2

@@ -19,6 +19,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from toolkit.errors import UserError
+from toolkit.export import parse_size  # noqa: F401  (re-exported: bench commands and gates parse sizes here)
 
 Size = Tuple[int, int]
 STATUSES = ("ok", "unavailable", "error")
@@ -168,17 +169,6 @@ def unavailable(reason: str, *, subject: str, target: str, precision: str, provi
 def one_line(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def parse_size(text: str) -> Size:
-    """'480x640' -> (480, 640): height x width."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"size '{text}' is not HEIGHTxWIDTH (e.g. 480x640)") from None
-    if h < 8 or w < 8:
-        raise UserError(f"size '{text}' is too small; use at least 8x8")
-    return h, w
 
 
 # --- host description -------------------------------------------------------------------------------------------

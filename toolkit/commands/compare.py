@@ -33,6 +33,9 @@ def run(args) -> int:
 
     if args.size < 16:
         raise UserError(f"--size {args.size} is too small; use at least 16")
+    from toolkit.data.images import check_pixels
+
+    check_pixels(args.size, args.size, f"--size {args.size}")
     inputs = [str(checkpoint_path(p)) for p in args.inputs]  # a bare name is a style, as for prune --checkpoint
     ref_path = str(checkpoint_path(args.reference)) if args.reference else next(
         (p for p in inputs if Path(p).suffix in CHECKPOINT_SUFFIXES), None)

@@ -143,6 +143,14 @@ def run(args) -> int:
     from toolkit.video.temporal import flow_with_mask, warping_error
     from toolkit.zoo import load_style
 
+    if args.frames < 2:
+        raise UserError(f"--frames must be >= 2 (warping error compares consecutive frames), got {args.frames}")
+    if args.size is not None:
+        from toolkit.data.images import check_pixels
+
+        if args.size < 16:
+            raise UserError(f"--size {args.size} is too small; use at least 16")
+        check_pixels(args.size, args.size, f"--size {args.size}")
     ckpt = load_style(args.style, args.checkpoint)
     models = {f"{ckpt.name} per-frame": ckpt.model}
     for c in args.compare:

@@ -24,6 +24,10 @@ def run(args) -> int:
 
     if args.size is not None and args.size < 16:
         raise UserError(f"--size {args.size} is too small; use at least 16")
+    if args.size is not None:
+        from toolkit.data.images import check_pixels
+
+        check_pixels(args.size, args.size, f"--size {args.size}")
     ckpt = load_style(args.style, args.checkpoint)
     from toolkit.video.stylize import is_video_input, run_video_cli
 

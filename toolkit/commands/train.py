@@ -78,11 +78,19 @@ def run(args) -> int:
     from toolkit.train import train
 
     ARCHS.get(args.arch)
-    for flag in ("steps", "size", "batch"):
+    from toolkit.data.images import check_pixels
+
+    for flag in ("steps", "size", "batch", "checkpoint_every", "style_size"):
         if getattr(args, flag) < 1:
-            raise UserError(f"--{flag} must be >= 1")
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.workers < 0 or args.sample_every < 0:
+        raise UserError("--workers and --sample-every must be >= 0")
+    if not args.lr > 0:
+        raise UserError(f"--lr must be > 0, got {args.lr}")
     if args.size % 16:
         raise UserError(f"--size {args.size} must be a multiple of 16")
+    check_pixels(args.size, args.size * args.batch, "--size x --batch")
+    check_pixels(args.style_size, args.style_size, "--style-size")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
                       shift_weight=args.shift_weight, grain_weight=args.grain_weight, style_layers=args.style_layers,

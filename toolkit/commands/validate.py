@@ -20,6 +20,8 @@ def run(args) -> int:
     from toolkit.parity import check_parity, parity_sizes_for
     from toolkit.zoo import load_style
 
+    if args.images_per_size < 1:
+        raise UserError(f"--images-per-size must be >= 1, got {args.images_per_size} (0 would compare nothing)")
     path = Path(args.artifact)
     target = target_for_path(path)
     meta = read_metadata(path)

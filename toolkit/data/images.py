@@ -14,6 +14,25 @@ from toolkit.errors import UserError
 from toolkit.fsutil import atomic_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_MAX_PIXELS = 64_000_000  # 8000x8000: a 16k panorama still passes; a 20000x20000 "bomb" (6.4 GB as float) not
+
+
+def max_pixels() -> int:
+    """The pixel limit for decoded images and requested sizes: $TOOLKIT_MAX_PIXELS, else 64 MP."""
+    try:
+        return int(os.environ.get("TOOLKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    except ValueError:
+        raise UserError("TOOLKIT_MAX_PIXELS must be an integer number of pixels") from None
+
+
+def check_pixels(height: int, width: int, what: str) -> None:
+    """A one-line error when `what` (an image or a requested size) is over the pixel limit or not positive."""
+    if height < 1 or width < 1:
+        raise UserError(f"{what} is {width}x{height}; sizes must be positive")
+    limit = max_pixels()
+    if height * width > limit:
+        raise UserError(f"{what} is {width}x{height} = {height * width / 1e6:.0f} MP, over the {limit / 1e6:.0f} MP "
+                        "limit; downscale it, or raise the limit with TOOLKIT_MAX_PIXELS=<pixels>")
 
 
 @dataclass
@@ -29,10 +48,15 @@ def decode_image(path: str | os.PathLike) -> DecodedImage:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image {path} does not exist")
+    Image.MAX_IMAGE_PIXELS = max_pixels()  # PIL's own check (it warns past this and refuses past twice it)
     try:
         with Image.open(path) as im:
+            check_pixels(im.height, im.width, f"image {path}")  # before anything is decoded
             im = ImageOps.exif_transpose(im)
             im.load()
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"image {path} is over the {max_pixels() / 1e6:.0f} MP limit ({exc}); downscale it, or raise "
+                        "the limit with TOOLKIT_MAX_PIXELS=<pixels>") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"cannot decode image {path} ({exc}); pass a valid JPEG/PNG/WebP/TIFF file") from exc
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):

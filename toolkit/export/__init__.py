@@ -74,11 +74,17 @@ def check_sizes(sizes: Iterable[Size], stride: int) -> None:
 
 
 def parse_size(text: str) -> Size:
-    """'480x640' -> (480, 640)."""
+    """'480x640' -> (480, 640): height x width, at least 8x8 and within the pixel limit (one parser for every
+    command that takes HxW sizes)."""
+    from toolkit.data.images import check_pixels
+
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise UserError(f"size '{text}' is not HxW (e.g. 480x640)") from None
+        raise UserError(f"size '{text}' is not HEIGHTxWIDTH, HxW for short (e.g. 480x640)") from None
+    if h < 8 or w < 8:
+        raise UserError(f"size '{text}' is too small; use at least 8x8")
+    check_pixels(h, w, f"size {text}")
     return h, w
 
 
