@@ -104,3 +104,31 @@ def test_train_refuses_bad_numbers_in_one_line(tmp_path, args, message):
     code = main(["train", "--style-image", "s.png", "--content-dir", str(tmp_path), "--name", "x",
                  "--out", str(tmp_path / "runs"), *args])
     assert code == 2
+
+
+def test_weights_and_their_step_are_one_atomic_unit(tmp_path):
+    """A kill between the weights' rename and the sidecar's leaves the new weights with an old .json: the step and
+    history that ride in the weights file win, so resume continues from the state the weights are at."""
+    from conftest import tiny_model
+
+    from toolkit.checkpoint import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "last.safetensors", tiny_model(), {"step": 80})
+    (tmp_path / "last.json").write_text('{"step": 79, "arch": {}}')  # the sidecar of the step before
+    assert load_checkpoint(path).meta["step"] == 80
+
+
+def test_a_checkpoint_with_wrongly_typed_arch_values_is_a_one_line_error(tmp_path):
+    import json
+
+    from conftest import tiny_model
+    from safetensors.torch import load_file, save_file
+
+    from toolkit.checkpoint import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "c.safetensors", tiny_model(), {"name": "c"})
+    meta = json.loads((tmp_path / "c.json").read_text())
+    meta["arch"]["widths"] = ["a", "b"]
+    save_file(load_file(str(path)), str(path), metadata={"meta": json.dumps(meta)})
+    with pytest.raises(UserError, match="malformed arch config"):
+        load_checkpoint(path)

@@ -44,7 +44,9 @@ def _paths(path: str | Path) -> tuple[Path, Path]:
 
 def save_checkpoint(path: str | Path, model: TransformerNet, meta: dict[str, Any] | None = None,
                     extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write weights then metadata, each atomically. `path` may end in .safetensors, .json or nothing."""
+    """Write weights + metadata as one atomic file (the metadata also rides in the safetensors header, which
+    `load_checkpoint` trusts), then the readable .json sidecar. A kill between the two renames leaves a checkpoint
+    whose step, history and weights still agree. `path` may end in .safetensors, .json or nothing."""
     from safetensors.torch import save_file
 
     weights_path, meta_path = _paths(path)
@@ -54,7 +56,8 @@ def save_checkpoint(path: str | Path, model: TransformerNet, meta: dict[str, Any
     meta = dict(meta or {})
     meta.update(format=FORMAT, arch=to_dict(model.config), toolkit_version=__version__)
     with atomic_path(weights_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "arch": json.dumps(meta["arch"])})
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "arch": json.dumps(meta["arch"]),
+                                               "meta": json.dumps(meta)})
     write_json(meta_path, meta)
     return weights_path
 
@@ -72,22 +75,31 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (SafetensorError, OSError, ValueError) as exc:
         raise UserError(f"checkpoint {weights_path} is corrupt or not a safetensors file ({exc}); "
                         "retrain or re-download it") from exc
+    from safetensors import safe_open
+
+    with safe_open(str(weights_path), "pt") as fh:
+        header = fh.metadata() or {}
     meta: dict = {}
-    if meta_path.is_file():
+    if "meta" in header:  # written with the weights in one rename: the truth when the sidecar lags behind
+        try:
+            meta = json.loads(header["meta"])
+        except json.JSONDecodeError as exc:
+            raise UserError(f"checkpoint {weights_path} carries corrupt metadata ({exc}); restore it") from exc
+    elif meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"checkpoint metadata {meta_path} is not valid JSON ({exc}); restore it") from exc
     if "arch" not in meta:
-        from safetensors import safe_open
-
-        with safe_open(str(weights_path), "pt") as fh:
-            header = fh.metadata() or {}
         if "arch" not in header:
             raise UserError(f"checkpoint {weights_path} has no arch config; it was not written by toolkit")
         meta["arch"] = json.loads(header["arch"])
-    arch = from_dict(ArchConfig, meta["arch"])
-    model = TransformerNet(arch)
+    try:
+        arch = from_dict(ArchConfig, meta["arch"])
+        model = TransformerNet(arch)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"checkpoint {weights_path} has a malformed arch config ({type(exc).__name__}: {exc}); "
+                        "it is corrupt or hand-edited: restore or retrain it") from exc
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)
