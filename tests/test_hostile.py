@@ -132,3 +132,26 @@ def test_a_checkpoint_with_wrongly_typed_arch_values_is_a_one_line_error(tmp_pat
     save_file(load_file(str(path)), str(path), metadata={"meta": json.dumps(meta)})
     with pytest.raises(UserError, match="malformed arch config"):
         load_checkpoint(path)
+
+
+def test_an_output_file_name_taken_by_a_folder_is_a_one_line_error(tmp_path):
+    from toolkit.fsutil import write_json
+
+    (tmp_path / "rows.json").mkdir()
+    with pytest.raises(UserError, match="is a folder"):
+        write_json(tmp_path / "rows.json", {"a": 1})
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_full_disk_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from toolkit import cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.onnx"))
+
+    monkeypatch.setattr("toolkit.commands.archs.run", full)
+    assert cli.main(["archs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0]

@@ -4,6 +4,7 @@ heavy backends are imported inside `run`, so `toolkit --help` stays fast."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -49,6 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"toolkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS):
+            raise
+        print(f"toolkit {args.command}: error: {exc.strerror} while writing {exc.filename or 'the output'}; free "
+              "space or choose another output folder (nothing half-written was left)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"toolkit {args.command}: interrupted; outputs are only ever renamed into place when complete",

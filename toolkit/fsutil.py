@@ -42,6 +42,8 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
             if dest.exists():
                 dest.rename(staging / ".old")
             tmp.rename(dest)
+        elif dest.is_dir():  # a folder where a file goes (folder outputs such as .mlpackage are replaced above)
+            raise UserError(f"{dest} is a folder; pass a file name for the output, or move the folder away")
         else:
             os.replace(tmp, dest)
     finally:
