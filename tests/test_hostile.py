@@ -155,3 +155,25 @@ def test_a_full_disk_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     assert cli.main(["archs"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0]
+
+
+def test_a_failed_ship_leaves_the_zoo_as_it_was(tmp_path, monkeypatch):
+    from conftest import tiny_model
+
+    from toolkit.checkpoint import save_checkpoint
+    from toolkit.zoo import ship as ship_module
+
+    monkeypatch.setattr(ship_module, "ZOO_DIR", tmp_path / "zoo")
+    (tmp_path / "zoo").mkdir()
+    ckpt = save_checkpoint(tmp_path / "t.safetensors", tiny_model(), {"name": "t", "train_config": {}})
+
+    def failing_export(style, out_dir):
+        raise UserError("exporting t to onnx failed")
+
+    monkeypatch.setattr(ship_module, "export_all", failing_export)
+    monkeypatch.setattr(ship_module, "package_checkpoint",
+                        lambda src, style, source, licence: save_checkpoint(tmp_path / "zoo" / f"{style}", tiny_model(),
+                                                                           {"name": style}))
+    with pytest.raises(UserError, match="failed"):
+        ship_module.ship(ckpt, "newstyle", "src", "lic", None, tmp_path / "exported")
+    assert list((tmp_path / "zoo").iterdir()) == []

@@ -38,7 +38,7 @@ def read_manifest(out_dir: str | Path) -> dict:
 
 
 @contextlib.contextmanager
-def _locked(out_dir: Path) -> Iterator[None]:
+def locked(out_dir: Path) -> Iterator[None]:
     # O_NOFOLLOW: a lock file planted as a symlink is refused, never followed to a file elsewhere
     try:
         fd = os.open(out_dir / f".{MANIFEST}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
@@ -67,7 +67,7 @@ def update_manifest(out_dir: str | Path, records: Iterable[dict]) -> Path:
     """Merge records into the manifest atomically (all or nothing)."""
     out_dir = ensure_writable_dir(out_dir)
     records = list(records)
-    with _locked(out_dir):
+    with locked(out_dir):
         data = read_manifest(out_dir)
         for record in records:
             key, entry = entry_for(record, out_dir)

@@ -6,7 +6,10 @@ speed, render previews, and describe it all in exported/manifest.json and export
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,9 +19,10 @@ import torch
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import LossConfig
 from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
+from toolkit.errors import UserError
 from toolkit.flops import count_macs
 from toolkit.fsutil import atomic_path, write_json
-from toolkit.manifest import manifest_path, read_manifest
+from toolkit.manifest import locked, manifest_path, read_manifest
 from toolkit.models import count_params
 from toolkit.paths import resolve_data_path, safe_name, shared_data
 from toolkit.stylize import stylize_tensor
@@ -130,7 +134,7 @@ def bench_rows(files: list[Path]) -> list[dict]:
         code = cli(["bench", *map(str, files), "--threads", "1", "--sizes", "480x640", "--runs", "15",
                     "--json", str(out)])
         if code != 0:
-            raise RuntimeError(f"toolkit bench exited {code}")
+            raise UserError(f"benchmarking the exports failed (toolkit bench exited {code}, reason above)")
         data = json.loads(out.read_text())
     return data["rows"] if isinstance(data, dict) else data
 
@@ -144,18 +148,42 @@ def export_all(style: str, out_dir: Path) -> None:
             args += ["--precision", p]
         code = cli(args)
         if code != 0:
-            raise RuntimeError(f"toolkit export {target} exited {code}")
+            raise UserError(f"exporting {style} to {target} failed (toolkit export exited {code}, reason above); "
+                            "the zoo entry was restored")
+
+
+@contextlib.contextmanager
+def restored_on_failure(files: list[Path]):
+    """On an exception, put `files` back as they were (or remove them if they did not exist), so a failed ship
+    leaves no zoo entry behind."""
+    with tempfile.TemporaryDirectory() as keep:
+        saved = {f: Path(keep) / f.name for f in files if f.exists()}
+        for f, copy in saved.items():
+            shutil.copy2(f, copy)
+        try:
+            yield
+        except BaseException:
+            for f in files:
+                if f in saved:
+                    os.replace(saved[f], f)
+                else:
+                    f.unlink(missing_ok=True)
+            raise
 
 
 def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: Path | None,
          out_dir: Path = Path("exported"), skip_export: bool = False) -> dict:
     packaged = ZOO_DIR / f"{safe_name(style, 'style')}.safetensors"
-    if not (packaged.exists() and Path(checkpoint).resolve() == packaged.resolve()):
-        package_checkpoint(checkpoint, style, source, licence)  # re-shipping a zoo style keeps its training record
-    ckpt = load_checkpoint(packaged)
-    model = ckpt.model.eval()
-    if not skip_export:
-        export_all(style, out_dir)
+    if style_image is not None and not Path(style_image).is_file():
+        raise UserError(f"--style-image {style_image} does not exist; pass the style image the net was trained on")
+    load_checkpoint(checkpoint)  # a bad checkpoint fails here, before the zoo is touched
+    with restored_on_failure([packaged, packaged.with_suffix(".json")]):
+        if not (packaged.exists() and Path(checkpoint).resolve() == packaged.resolve()):
+            package_checkpoint(checkpoint, style, source, licence)  # re-shipping a zoo style keeps its record
+        ckpt = load_checkpoint(packaged)
+        model = ckpt.model.eval()
+        if not skip_export:
+            export_all(style, out_dir)
     photos = eval_photos()
     style_image = style_image or resolve_data_path(ckpt.meta["train_config"].get("style_image", ""))
     record = {
@@ -179,7 +207,18 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
     existing = [f for f in onnx_files if f.exists()]
     names = {f.name for f in existing}
     rows = [r for r in (bench_rows(existing) if existing else []) if Path(r["subject"]).name in names]
-    manifest = read_manifest(out_dir)
+    record["fps_480x640_onnx_1thread"] = {Path(r["subject"]).name: r.get("fps") for r in rows
+                                          if r.get("status") == "ok"}
+    with locked(out_dir):  # exports running beside this one update the same manifest
+        manifest = read_manifest(out_dir)
+        add_bench_and_record(manifest, style, record, rows)
+        write_json(manifest_path(out_dir), manifest)
+    write_gallery(out_dir, manifest)
+    return record
+
+
+def add_bench_and_record(manifest: dict, style: str, record: dict, rows: list[dict]) -> None:
+    """Each artifact's bench row into its manifest entry, and the style's record."""
     for row in rows:
         if row.get("status") != "ok":
             continue
@@ -188,12 +227,7 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
         if entry is not None:
             entry["bench"] = {k: row.get(k) for k in ("runtime", "provider", "threads", "height", "width", "fps",
                                                       "p50_ms", "cpu_p50_ms", "speedup_vs_reference")}
-    record["fps_480x640_onnx_1thread"] = {Path(r["subject"]).name: r.get("fps") for r in rows
-                                          if r.get("status") == "ok"}
     manifest.setdefault("styles", {})[style] = record
-    write_json(manifest_path(out_dir), manifest)
-    write_gallery(out_dir, manifest)
-    return record
 
 
 def write_gallery(out_dir: Path, manifest: dict) -> Path:
