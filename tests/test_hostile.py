@@ -177,3 +177,11 @@ def test_a_failed_ship_leaves_the_zoo_as_it_was(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="failed"):
         ship_module.ship(ckpt, "newstyle", "src", "lic", None, tmp_path / "exported")
     assert list((tmp_path / "zoo").iterdir()) == []
+
+
+def test_a_bad_photo_read_by_a_loader_worker_is_still_one_line():
+    from toolkit.cli import one_line
+
+    wrapped = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                        "last):\n  File \"x.py\", line 1\ntoolkit.errors.UserError: cannot decode image bad.jpg")
+    assert one_line(wrapped) == "cannot decode image bad.jpg"

@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: UserError) -> str:
+    """The error's own message: a DataLoader worker re-raises it with the worker's whole traceback in front."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        text = text.strip().splitlines()[-1]
+        text = text.split(": ", 1)[1] if text.startswith(("UserError", "toolkit.errors.")) else text
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"toolkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"toolkit {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS):
