@@ -22,6 +22,7 @@ def run(args) -> int:
     from toolkit.compress.prune import check_sparsity, prune_model, pruned_arch
     from toolkit.compress.qat import check_bits, fake_quant
     from toolkit.errors import UserError
+    from toolkit.paths import resolve_data_path
     from toolkit.train import content_loader, finetune, style_loss
 
     check_sparsity(args.sparsity)
@@ -44,7 +45,7 @@ def run(args) -> int:
         from toolkit.data.images import list_images
 
         probe = dataclasses.replace(cfg, steps=batches)
-        for batch in content_loader(probe, list_images(cfg.content_dir)):
+        for batch in content_loader(probe, list_images(resolve_data_path(cfg.content_dir))):
             loss_fn(model(batch), batch)["total"].backward()
 
     model = prune_model(ckpt.model, args.sparsity, args.importance,

@@ -42,6 +42,9 @@ def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
         base, name=ckpt.name, style_image=args.style_image or base.style_image,
         content_dir=args.content_dir or base.content_dir, steps=steps, size=args.size or base.size,
         batch=args.batch or base.batch, lr=args.lr, workers=args.workers, loss=loss)
+    for flag in ("size", "batch"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if steps < 0:
         raise UserError(f"--finetune-steps {steps} must be >= 0")
     if cfg.size % ckpt.arch.stride or cfg.size < 16:
@@ -78,6 +81,8 @@ def check_output(out: str | Path, checkpoint: str | Path) -> Path:
     from toolkit.checkpoint import _paths
 
     out = Path(out)
+    if out.is_dir():  # -o DIR: the checkpoint goes inside it, named after the input
+        out = out / Path(checkpoint).with_suffix("").name
     if out.suffix not in (".safetensors", ""):
         out = out.with_name(out.name + ".safetensors")
     weights, _ = _paths(out)
