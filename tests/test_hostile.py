@@ -185,3 +185,13 @@ def test_a_bad_photo_read_by_a_loader_worker_is_still_one_line():
     wrapped = UserError("Caught UserError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
                         "last):\n  File \"x.py\", line 1\ntoolkit.errors.UserError: cannot decode image bad.jpg")
     assert one_line(wrapped) == "cannot decode image bad.jpg"
+
+
+def test_a_manifest_listing_a_file_outside_its_folder_is_refused_on_read(tmp_path):
+    import json
+
+    from toolkit.manifest import read_manifest
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "artifacts": {"../../x.onnx": {}}}))
+    with pytest.raises(UserError, match="outside its folder"):
+        read_manifest(tmp_path)

@@ -34,6 +34,10 @@ def read_manifest(out_dir: str | Path) -> dict:
         raise UserError(f"{path} is not valid JSON ({exc}); restore it or delete it to start a new one") from exc
     if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict):
         raise UserError(f"{path} is not a toolkit manifest; move it away or delete it")
+    for key in data["artifacts"]:
+        parts = Path(key).parts
+        if not parts or Path(key).is_absolute() or ".." in parts:
+            raise UserError(f"{path} lists {key!r}, which is outside its folder; remove that entry")
     return data
 
 
