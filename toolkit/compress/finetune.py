@@ -45,6 +45,9 @@ def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
     for flag in ("size", "batch"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    from toolkit.data.images import check_pixels
+
+    check_pixels(cfg.size, cfg.size * cfg.batch, "--size x --batch")
     if steps < 0:
         raise UserError(f"--finetune-steps {steps} must be >= 0")
     if cfg.size % ckpt.arch.stride or cfg.size < 16:
