@@ -71,6 +71,8 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", action="append", default=[], metavar="STYLE=PATH",
                     help="measure this checkpoint for STYLE instead of the shipped one (no int8 column)")
     ap.add_argument("--max-side", type=int, default=768)
+    ap.add_argument("--compare-to", metavar="LABEL", help="an earlier run's label (e.g. before): its numbers as "
+                    "columns, and side-by-side sheets quality_LABEL2/<style>_vs_LABEL.png (earlier | this)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if shared_data("content", "eval") is None:
@@ -110,6 +112,20 @@ def main(argv=None) -> int:
     write_json(RESULTS / f"quality{label}.json", {"photos": [n for n, _ in images], "max_side": args.max_side,
                                                    "goals": {"style_strength": GOAL_STRENGTH, "grain": GOAL_GRAIN,
                                                              "edge_stripe": GOAL_STRIPE}, "rows": rows})
+    earlier = {}
+    if args.compare_to:
+        import json
+
+        from toolkit.data.images import load_rgb
+
+        earlier = {r["style"]: r for r in json.loads((RESULTS / f"quality_{args.compare_to}.json").read_text())["rows"]}
+        for style in styles:
+            old = RESULTS / f"quality_{args.compare_to}" / f"{style}.png"
+            if old.is_file():
+                a, b = load_rgb(old), load_rgb(sheet_dir / f"{style}.png")
+                gap = np.ones((a.shape[0], 16, 3), np.float32)
+                save_image(sheet_dir / f"{style}_vs_{args.compare_to}.png",
+                           np.concatenate([a, gap, b[:, b.shape[1] // 4:]], axis=1))
     lines = [f"# Look of the shipped styles{' (' + args.label + ')' if args.label else ''}", "",
              f"{len(images)} photos none of the styles trained on (eval set + Sintel frames), native size up to "
              f"{args.max_side} px. Goals: style strength <= {GOAL_STRENGTH}, grain within 10% of the photos' own, "
@@ -117,12 +133,18 @@ def main(argv=None) -> int:
              "of a flat area | 300% crop).", "",
              "| style | arch | GMAC 480x640 | style strength | grain (photos) | edge stripe | content loss | "
              "ONNX int8 vs fp32 (worst) |", "|---|---|---|---|---|---|---|---|"]
+    if earlier:
+        lines[-2] = lines[-2].replace("| style strength |", f"| style strength ({args.compare_to} -> now) |") \
+            .replace("| grain (photos) |", f"| grain ({args.compare_to} -> now; photos) |")
     for r in rows:
         ok = lambda good: "" if good else " ✗"  # noqa: E731
+        e = earlier.get(r["style"])
+        was = (lambda key: f"{e[key]:.3f} -> ") if e else (lambda key: "")  # noqa: E731
         psnr = "—" if r["int8_psnr_db_min"] is None else f"{r['int8_psnr_db_min']:.1f} dB"
         lines.append(f"| {r['style']} | {r['arch']} | {r['macs_480x640'] / 1e9:.2f} | "
-                     f"{r['style_strength']:.3f}{ok(r['style_strength'] <= GOAL_STRENGTH)} | "
-                     f"{r['grain']:.3f} ({r['photo_grain']:.3f}){ok(r['grain'] <= r['photo_grain'] * GOAL_GRAIN)} | "
+                     f"{was('style_strength')}{r['style_strength']:.3f}{ok(r['style_strength'] <= GOAL_STRENGTH)} | "
+                     f"{was('grain')}{r['grain']:.3f} ({r['photo_grain']:.3f})"
+                     f"{ok(r['grain'] <= r['photo_grain'] * GOAL_GRAIN)} | "
                      f"{r['edge_stripe_max']:.3f}{ok(r['edge_stripe_max'] <= GOAL_STRIPE)} | {r['content']:.2f} | "
                      f"{psnr} |")
     (RESULTS / f"quality{label}.md").write_text("\n".join(lines) + "\n")
