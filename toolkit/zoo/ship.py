@@ -244,7 +244,7 @@ def write_gallery(out_dir: Path, manifest: dict) -> Path:
             base = rec["fine_tuned_from"]
             lines[-1] += f"  \nfrom a net trained {base['steps']} steps: `{base['train_command']}`"
         lines += [""]
-        if q:
+        if "style_strength" in q:  # records shipped before the look measures have none
             lines += [f"Look on the eval photos ({rec['quality'].get('side', '?')} px): style strength "
                       f"{q['style_strength']:.3f} (Gram distance to the style over the photos' own; lower = more "
                       f"stylised), grain {q['grain']:.2f} (photos {q['photo_grain']:.2f}), edge stripe "
