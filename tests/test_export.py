@@ -170,7 +170,7 @@ def test_cli_export_writes_manifest_and_validate_passes(ckpt, tmp_path, capsys):
     (["--precision", "fp61"], "did you mean 'fp16'"),
     (["--target", "tflite", "--precision", "palettize4"], "tflite cannot export precision palettize4"),
     (["--size", "30x48"], "not a positive multiple of the net's stride 4"),
-    (["--size", "big"], "is not HxW"),
+    (["--size", "big"], "is not HEIGHTxWIDTH"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(ckpt, tmp_path, capsys, args, message):
     out = tmp_path / "exported"
