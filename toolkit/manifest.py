@@ -43,6 +43,7 @@ def read_manifest(out_dir: str | Path) -> dict:
 
 @contextlib.contextmanager
 def locked(out_dir: Path) -> Iterator[None]:
+    out_dir = ensure_writable_dir(out_dir)
     # O_NOFOLLOW: a lock file planted as a symlink is refused, never followed to a file elsewhere
     try:
         fd = os.open(out_dir / f".{MANIFEST}.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
