@@ -77,15 +77,10 @@ def style_strength(loss, output, photo) -> dict:
     scale of texture counts once, where a summed distance is dominated by the tap with the largest Grams); plus the
     content loss. `loss` is a measuring PerceptualLoss (toolkit.losses.measuring_loss); (1,3,H,W) tensors."""
     import torch
-    import torch.nn.functional as F
-
-    from toolkit.losses import gram_matrix
 
     with torch.no_grad():
         out_f, photo_f = loss.encoder(output), loss.encoder(photo)
-        ratios = [F.mse_loss(gram_matrix(out_f[t]), loss.target_gram(t)).item()
-                  / max(F.mse_loss(gram_matrix(photo_f[t]), loss.target_gram(t)).item(), 1e-12)
-                  for t in loss.style_layers]
+        ratios = [o / max(p, 1e-12) for o, p in zip(loss.tap_distances(out_f), loss.tap_distances(photo_f))]
         content = loss.content_loss(out_f, photo_f, loss.content_layers).item()
     return {"style_strength": float(np.mean(ratios)), "content": content}
 

@@ -140,7 +140,8 @@ def content_loader(cfg: TrainConfig, files: list[Path], start: int = 0, rank: in
 
 def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
-    (toolkit/losses/temporal.py, seeded by `sample_step`) and shift equivariance (toolkit/losses/shift.py)."""
+    (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
+    (toolkit/losses/shift.py)."""
     out = net(batch)
     losses = loss_fn(out, batch)
     if cfg.loss.temporal_weight > 0:

@@ -79,12 +79,16 @@ class PerceptualLoss(nn.Module):
         """Set and return tap weights w_t = mean_t(d) / d_t, with d_t the mean Gram distance of `photos` to the style
         at tap t: every tap then counts by how far the output is from the style relative to where a photo starts,
         instead of relu1_x's large Grams outweighing relu3_x's (whose statistics carry strokes and motifs)."""
-        feats = self.encode(photos)
-        d = [F.mse_loss(gram_matrix(feats[t]), self.target_gram(t).expand(len(photos), -1, -1)).item()
-             for t in self.style_layers]
+        d = self.tap_distances(self.encode(photos))
         weights = [sum(d) / len(d) / max(v, 1e-12) for v in d]
         self.layer_weights = dict(zip(self.style_layers, weights))
         return weights
+
+    @torch.no_grad()
+    def tap_distances(self, feats: Mapping[str, torch.Tensor]) -> list[float]:
+        """Per style tap, the Gram MSE of `feats` (a batch's encoder features) to the style's, unweighted."""
+        return [F.mse_loss(gram_matrix(feats[t]), self.target_gram(t).expand(len(feats[t]), -1, -1)).item()
+                for t in self.style_layers]
 
     def multiscale_style_loss(self, output: torch.Tensor, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Style loss summed over `style_scales`; `feats` are the output's features at the first scale."""
