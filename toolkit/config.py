@@ -11,7 +11,7 @@ from toolkit.errors import UserError, did_you_mean
 C = TypeVar("C")
 
 BLOCKS = ("residual", "bottleneck", "dwsep")
-PADDINGS = ("reflect", "zero")
+PADDINGS = ("reflect", "zero", "replicate")
 NORMS = ("instance", "batch", "none")
 UPSAMPLES = ("nearest", "bilinear", "transposed", "pixelshuffle", "conv_bilinear")
 HEADS = ("conv", "shuffle", "bilinear")
@@ -53,6 +53,8 @@ class ArchConfig:
                                      # bilinear: bilinear x2 of the 1/2-res features, then a full-res conv to RGB
     head_hidden: int = 0             # channels of a full-resolution layer + ReLU before the last conv to RGB
                                      # (0 = none): a pointwise nonlinearity draws detail finer than the x2 lattice
+    head_padding: str | None = None  # padding of the full-resolution head convs (None: `padding`); "replicate"
+                                     # makes the deploy-time fold of a bilinear head exact up to the frame's edge
     skip: bool = False               # add the stem's features into the up path at the same resolution (U-Net)
     output: str = "sigmoid"
 
@@ -63,6 +65,7 @@ class ArchConfig:
 
         check("block", self.block, BLOCKS)
         check("padding", self.padding, PADDINGS)
+        check("head_padding", self.head_padding, (None, *PADDINGS))
         check("norm", self.norm, NORMS)
         check("trunk_norm", self.trunk_norm, (None, *NORMS))
         check("upsample", self.upsample, UPSAMPLES)

@@ -55,14 +55,21 @@ def _has_foldable_head(cfg) -> bool:
     return cfg.head == "bilinear" and (cfg.last_kernel == 3 or cfg.head_hidden > 0)
 
 
+def _head_pad(cfg) -> str:
+    return cfg.head_padding or cfg.padding
+
+
 def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
-    """The head="shuffle" TransformerNet equal to `model` (head="bilinear", 3x3 last conv) away from a 2-px border.
+    """The head="shuffle" TransformerNet equal to `model` (head="bilinear", 3x3 first full-res conv): on every pixel
+    when the head pads by replication (`head_padding="replicate"`), else away from a 2-px border.
 
     bilinear x2 followed by a 3x3 conv is linear and 2-periodic, so it is exactly a 3x3 conv at half resolution to
     4 phases x 3 channels followed by PixelShuffle(2): the same MACs, but without the full-resolution Resize, Pad and
     3-channel conv that dominate nano's runtime. The phase weights are fixed by the trained ones, so this is the same
-    function, not a learned pixel-shuffle head (which printed a lattice). Only the outer two rows/columns differ,
-    where bilinear clamps and the convs pad.
+    function, not a learned pixel-shuffle head (which printed a lattice). At the edge, bilinear x2 clamps, i.e. it
+    upsamples the half-res map padded by replication; a replicate pad of one full-res pixel is then the upsampling of
+    that same padded map, so the half-res conv, padded by replication too, sees exactly what the full-res conv saw.
+    With reflect padding the outer two rows/columns differ.
     """
     cfg = model.config
     if not _has_foldable_head(cfg):
@@ -75,7 +82,7 @@ def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
     v = torch.einsum("ocyx,ayi,bxj->oabcij", w, phase, phase)             # (3, 2, 2, C, 3, 3)
     state = {k: t.detach().clone() for k, t in model.state_dict().items() if not k.startswith("head.")}
     folded = TransformerNet(dataclasses.replace(cfg, head="shuffle"))
-    conv_at = len(folded.head[0]) - 1  # after the ReflectionPad2d, or alone with zero padding
+    conv_at = len(folded.head[0]) - 1  # after the pad layer, or alone with zero padding
     state[f"head.0.{conv_at}.weight"] = v.reshape(4 * w.shape[0], w.shape[1], 3, 3).float()
     state[f"head.0.{conv_at}.bias"] = conv.bias.detach().repeat_interleave(4)
     if cfg.head_hidden:
@@ -86,23 +93,26 @@ def fold_bilinear_head(model: TransformerNet) -> TransformerNet:
 
 def deploy_form(model: TransformerNet) -> tuple[TransformerNet, dict | None]:
     """What the exporters write for `model`: its fast deploy-time equivalent, and a record of the rewrites (None when
-    there are none) with how close the rewritten net stays to the trained one (PSNR on the parity photos)."""
-    rewrites, deployed = [], model
+    there are none): whether each is exact, and how close the rewritten net stays to the trained one on the parity
+    photos (whole frame)."""
+    rewrites, deployed, exact = [], model, True
     if "batch" in (deployed.config.norm, deployed.config.trunk):
         deployed = fold_batchnorm(deployed)
         rewrites.append("batch norm folded into the convs (exact)")
     if _has_foldable_head(deployed.config):
+        exact = _head_pad(deployed.config) == "replicate"
         deployed = fold_bilinear_head(deployed)
-        rewrites.append("bilinear head -> half-res phase conv + PixelShuffle (exact away from a 2-px border)")
+        rewrites.append("bilinear head -> half-res phase conv + PixelShuffle "
+                        f"({'exact' if exact else 'exact away from a 2-px border'})")
     if not rewrites:
         return model, None
     import numpy as np
 
-    from toolkit.parity import parity_images, psnr
+    from toolkit.parity import PARITY_IMAGES, json_float, parity_images, psnr
 
     with torch.no_grad():
         pairs = [(model(torch.from_numpy(x)).numpy(), deployed(torch.from_numpy(x)).numpy())
-                 for x in parity_images((256, 256))]
-    return deployed, {"rewrite": "; ".join(rewrites),
-                      "psnr_db_vs_trained": round(min(psnr(a, b) for a, b in pairs), 2),
-                      "interior_max_abs_diff": float(max(np.abs(a - b)[..., 2:-2, 2:-2].max() for a, b in pairs))}
+                 for x in parity_images((256, 256), PARITY_IMAGES)]
+    return deployed, {"rewrite": "; ".join(rewrites), "exact": exact,
+                      "psnr_db_vs_trained": json_float(min(psnr(a, b) for a, b in pairs)),
+                      "max_abs_diff": float(max(np.abs(a - b).max() for a, b in pairs))}

@@ -15,7 +15,8 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
 
 
 class ConvLayer(nn.Sequential):
-    """Conv with explicit padding. Reflect padding avoids dark borders; zero padding stays on mobile GPU delegates.
+    """Conv with explicit padding. Reflect padding avoids dark borders; zero padding stays on mobile GPU delegates;
+    replicate padding commutes with bilinear upsampling (see `TransformerNet`'s head).
 
     Kernel 4 with stride 2 pads one pixel per side, so on even sizes every window overlaps its neighbours equally and
     the left/top and right/bottom edges see the same amount of padding (kernel 3 / stride 2 does not).
@@ -25,8 +26,8 @@ class ConvLayer(nn.Sequential):
                  groups: int = 1, bias: bool = True):
         pad = 1 if kernel % 2 == 0 else kernel // 2
         layers: list[nn.Module] = []
-        if padding == "reflect" and pad:
-            layers.append(nn.ReflectionPad2d(pad))
+        if padding in ("reflect", "replicate") and pad:
+            layers.append(nn.ReflectionPad2d(pad) if padding == "reflect" else nn.ReplicationPad2d(pad))
             conv_pad = 0
         else:
             conv_pad = pad

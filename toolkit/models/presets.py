@@ -37,11 +37,13 @@ def nano() -> ArchConfig:
     PixelShuffle head a 4-pixel one, and kernel-3 stride-2 convs a bright right-edge column. So: a kernel-4 stride-2
     stem and down conv (even overlap, symmetric edges), bottleneck residual blocks at 1/4, a conv at 1/4 then
     bilinear x2, the stem's features added back at 1/2 (fine texture follows the content, not the lattice), and a
-    bilinear x2 head with one small full-resolution conv to RGB.
+    bilinear x2 head with one small full-resolution conv to RGB. The head pads by replicating the edge: bilinear x2
+    clamps at the edge, so then the whole head equals its deploy form (a half-res phase conv + PixelShuffle) on every
+    pixel, border included (with reflect padding the outer 2-pixel ring differed by up to 0.6).
     """
     return ArchConfig(widths=(12, 32), down_stages=2, res_blocks=3, block="bottleneck", bottleneck_k=2,
                       first_kernel=4, down_kernel=4, last_kernel=3, upsample="conv_bilinear", head="bilinear",
-                      skip=True)
+                      head_padding="replicate", skip=True)
 
 
 @ARCHS.register()

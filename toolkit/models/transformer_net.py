@@ -35,21 +35,21 @@ class TransformerNet(nn.Module):
             pairs = pairs[:-1]  # the head itself performs the last x2
         self.up = nn.Sequential(*[UpStage(a, b, cfg.upsample, pad, norm) for a, b in pairs])
         head_in = pairs[-1][1] if pairs else w[-1]
-        hid = cfg.head_hidden
+        hid, hpad = cfg.head_hidden, cfg.head_padding or pad
         if cfg.head == "shuffle" and hid:  # the deploy form of a bilinear head with a hidden layer
-            self.head = nn.Sequential(ConvLayer(head_in, 4 * hid, 3, 1, pad), nn.PixelShuffle(2),
-                                      nn.ReLU(inplace=True), ConvLayer(hid, 3, cfg.last_kernel, 1, pad))
+            self.head = nn.Sequential(ConvLayer(head_in, 4 * hid, 3, 1, hpad), nn.PixelShuffle(2),
+                                      nn.ReLU(inplace=True), ConvLayer(hid, 3, cfg.last_kernel, 1, hpad))
         elif cfg.head == "shuffle":
-            self.head = nn.Sequential(ConvLayer(head_in, 12, cfg.last_kernel, 1, pad), nn.PixelShuffle(2))
+            self.head = nn.Sequential(ConvLayer(head_in, 12, cfg.last_kernel, 1, hpad), nn.PixelShuffle(2))
         elif cfg.head == "bilinear" and hid:
             self.head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"),
-                                      ConvLayer(head_in, hid, 3, 1, pad), nn.ReLU(inplace=True),
-                                      ConvLayer(hid, 3, cfg.last_kernel, 1, pad))
+                                      ConvLayer(head_in, hid, 3, 1, hpad), nn.ReLU(inplace=True),
+                                      ConvLayer(hid, 3, cfg.last_kernel, 1, hpad))
         elif cfg.head == "bilinear":
             self.head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"),
-                                      ConvLayer(head_in, 3, cfg.last_kernel, 1, pad))
+                                      ConvLayer(head_in, 3, cfg.last_kernel, 1, hpad))
         else:
-            self.head = ConvLayer(head_in, 3, cfg.last_kernel, 1, pad)
+            self.head = ConvLayer(head_in, 3, cfg.last_kernel, 1, hpad)
         self.activation = OutputActivation(cfg.output)
         # index of the up stage whose output has the stem's resolution and width (None: no skip)
         self.skip_at = len(self.down) - 1 if cfg.skip else None
