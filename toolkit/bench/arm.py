@@ -1,0 +1,559 @@
+"""aarch64 parity: the shipped ONNX / TFLite files run on the arm64 builds of onnxruntime (CPU/NEON kernels) and
+LiteRT (XNNPACK) under qemu user-mode emulation, and each output is compared with the same file run on x86 and with
+the torch model it was exported from, judged by toolkit.parity's tolerance table (target x precision).
+
+    bash .ci/arm_parity.sh --all             # builds the emulated Python (.cache/arm/), then runs this module
+    python -m toolkit.bench.arm --env .cache/arm/env.json --ci [--update-manifest] [--rows]
+
+Emulated time means nothing, so results are parity only: as bench rows they carry no fps (status "unavailable",
+the parity in the reason) and a failing file is an "error" row naming its PSNR. `--update-manifest` writes one
+field, "aarch64", into each checked entry of exported/manifest.json (under the manifest lock), and only when the
+file's sha256 still matches the entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from toolkit.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).resolve().with_name("arm_worker.py")
+CALIBRATION_DIR = REPO / "toolkit" / "calibration"
+PROVIDER = "aarch64 (emulated)"
+
+# Which aarch64 site (.cache/arm/site/<name>, built by .ci/arm_parity.sh) runs which target. The primary site is
+# judged and written to the manifest; the others are extra answers (does an older LiteRT run these files?).
+SITES: dict[str, tuple[str, ...]] = {"onnx": ("onnxruntime",), "tflite": ("litert", "litert-1.4.0")}
+
+# qemu -cpu model -> the /proc/cpuinfo its runtimes' cpuinfo library parses (under qemu it would otherwise read the
+# x86 host's and onnxruntime segfaults at import). ISA features come from qemu's HWCAP for the model; the MIDR
+# (implementer/part) picks the micro-kernels tuned for that core.
+ARM_CPUS: dict[str, dict] = {
+    # phones' big cores since 2019 (Snapdragon 855+): NEON, fp16 arithmetic, int8 dot product (SDOT)
+    "cortex-a76": {"part": "0xd0b", "variant": "0x4", "revision": "1",
+                   "features": "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
+                               "lrcpc dcpop asimddp ssbs"},
+    # little cores and older phones: plain NEON, no dot product, so int8 takes other kernels
+    "cortex-a53": {"part": "0xd03", "variant": "0x0", "revision": "4",
+                   "features": "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"},
+}
+
+
+def cpuinfo_text(cpu: str, processors: int) -> str:
+    spec = ARM_CPUS[cpu]
+    block = ("processor\t: {i}\nBogoMIPS\t: 50.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
+             "CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n")
+    return "".join(block.format(i=i, **spec) for i in range(processors))
+
+
+@dataclass(frozen=True)
+class ArmEnv:
+    """The emulated arm64 Python built by .ci/arm_parity.sh (read from its env.json)."""
+    qemu: str
+    python: Path          # the arm64 interpreter inside the sysroot
+    sysroot: Path
+    site_dir: Path
+    sites: dict           # site name -> pinned wheels ("onnxruntime==1.32.0")
+    qemu_version: str = ""
+
+    @staticmethod
+    def load(path: str | Path) -> "ArmEnv":
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path} does not exist; build the aarch64 environment with `bash .ci/arm_parity.sh "
+                            "--setup-only`")
+        data = json.loads(path.read_text())
+        root = REPO  # paths are relative to the repo root unless ARM_CACHE was absolute
+        qemu = data.get("qemu") if data.get("qemu") and Path(data["qemu"]).exists() else \
+            (shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64"))
+        if not qemu:
+            raise UserError("qemu-aarch64 is not installed; `bash .ci/arm_parity.sh --setup-only` installs it")
+        return ArmEnv(qemu=qemu, python=root / data["python"], sysroot=root / data["sysroot"],
+                      site_dir=root / data["site_dir"], sites=dict(data["sites"]),
+                      qemu_version=data.get("qemu_version", ""))
+
+    def runtime_label(self, site: str) -> str:
+        """'onnxruntime 1.32.0 aarch64' for a site's pinned runtime wheel."""
+        pins = [p for p in self.sites[site].split() if not p.startswith("numpy")]
+        name, _, version = (pins or [site])[0].partition("==")
+        return f"{name} {version} aarch64".replace("  ", " ")
+
+    def command(self, site: str, cpu: str, argv: Sequence[str]) -> list[str]:
+        """qemu-aarch64 running the sysroot's python with numpy + one runtime site + this repo on its path."""
+        path = os.pathsep.join(str(p) for p in (self.site_dir / "base", self.site_dir / site, REPO))
+        libs = "/lib/aarch64-linux-gnu:/usr/lib/aarch64-linux-gnu"
+        return [self.qemu, "-cpu", cpu, "-L", str(self.sysroot), "-E", f"LD_LIBRARY_PATH={libs}",
+                "-E", f"PYTHONPATH={path}", "-E", "PYTHONDONTWRITEBYTECODE=1", str(self.python), *argv]
+
+    def prepare_cpu(self, cpu: str) -> None:
+        """qemu -L serves <sysroot>/proc/cpuinfo in place of the host's."""
+        (self.sysroot / "proc").mkdir(exist_ok=True)
+        (self.sysroot / "proc" / "cpuinfo").write_text(cpuinfo_text(cpu, os.cpu_count() or 1))
+
+
+# --- what is checked ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    artifact: str         # path relative to the export folder, as keyed in the manifest
+    style: str
+    target: str
+    precision: str
+    size: tuple           # (H, W) it runs at
+    sha256: str = ""
+
+
+def select_cases(manifest: dict, size: tuple, subset: bool = False, styles: Sequence[str] = ()) -> list[Case]:
+    """Every ONNX / TFLite entry (dynamic files at `size`, fixed ones at their own); with `subset`, one fp32 and one
+    int8 file per target, of the first style, at `size`."""
+    cases = []
+    for key, entry in sorted(manifest["artifacts"].items()):
+        if entry.get("target") not in SITES or (styles and entry.get("style") not in styles):
+            continue
+        fixed = entry.get("sizes")
+        run_size = tuple(fixed[0]) if isinstance(fixed, list) and fixed else tuple(size)
+        cases.append(Case(key, entry.get("style", ""), entry["target"], entry["precision"], run_size,
+                          entry.get("sha256", "")))
+    if not subset:
+        return cases
+    picked: list[Case] = []
+    for target in SITES:
+        for precision in ("fp32", "int8"):
+            fits = [c for c in cases if c.target == target and c.precision == precision and c.size == tuple(size)]
+            if fits:
+                picked.append(min(fits, key=lambda c: c.style))
+    return picked
+
+
+def pick_photos(count: int, folder: Path = CALIBRATION_DIR) -> list[Path]:
+    """`count` photos spread over the package's calibration set (so it works without ../shared)."""
+    photos = sorted(folder.glob("*.jpg"))
+    if len(photos) < count:
+        raise UserError(f"{folder} has {len(photos)} photos, {count} wanted; pass --photos {len(photos)} or fewer")
+    return [photos[i * len(photos) // count] for i in range(count)]
+
+
+# --- comparing ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Agreement:
+    """Worst agreement over the photos of one file's outputs with a reference."""
+    psnr_db: float
+    max_abs: float
+
+    @staticmethod
+    def of(outputs: Sequence[np.ndarray], references: Sequence[np.ndarray]) -> "Agreement":
+        from toolkit.parity import psnr
+
+        pairs = list(zip(outputs, references))
+        if any(a.shape != b.shape for a, b in pairs):
+            shapes = {(tuple(a.shape), tuple(b.shape)) for a, b in pairs if a.shape != b.shape}
+            raise UserError(f"output shape differs from the reference: {sorted(shapes)}")
+        return Agreement(psnr_db=min(psnr(a, b) for a, b in pairs),
+                         max_abs=max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in pairs))
+
+    def misses(self, tolerance) -> list[str]:
+        """What breaks a toolkit.parity.Tolerance, with the numbers."""
+        out = []
+        if not math.isfinite(self.max_abs):
+            return ["non-finite outputs"]
+        if tolerance.max_abs is not None and self.max_abs > tolerance.max_abs:
+            out.append(f"max_abs {self.max_abs:.3g} > {tolerance.max_abs:g} (PSNR {self.psnr_db:.1f} dB)")
+        if tolerance.psnr_db is not None and self.psnr_db < tolerance.psnr_db:
+            out.append(f"PSNR {self.psnr_db:.1f} dB < {tolerance.psnr_db:g} dB")
+        return out
+
+    def to_dict(self) -> dict:
+        return {"psnr_db": _db(self.psnr_db), "max_abs": self.max_abs}
+
+
+def _db(value: float):
+    """JSON-safe dB: identical outputs (inf) are written as null and shown as 'identical'."""
+    return round(value, 2) if math.isfinite(value) else None
+
+
+def _fmt_db(value) -> str:
+    return "identical" if value is None or value == math.inf else f"{value:.1f} dB"
+
+
+@dataclass
+class ArmResult:
+    case: Case
+    site: str
+    runtime: str          # "onnxruntime 1.32.0 aarch64"
+    cpu: str
+    photos: int
+    primary: bool
+    tolerance: str = ""
+    vs_x86: Agreement | None = None
+    vs_torch: Agreement | None = None     # the deploy-form torch model the file was exported from (judged)
+    vs_trained: Agreement | None = None   # the trained checkpoint itself (deploy rewrites differ at a 2-px border)
+    failures: list = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        nums = ", ".join(f"{name} {_fmt_db(_db(a.psnr_db) if a else None) if a else 'n/a'}"
+                         for name, a in (("vs x86", self.vs_x86), ("vs torch", self.vs_torch)))
+        verdict = "pass" if self.passed else "FAIL: " + "; ".join(self.failures)
+        return f"{self.case.artifact} [{self.runtime}, {self.cpu}]: {nums} -> {verdict}"
+
+    def to_dict(self) -> dict:
+        d = {"artifact": self.case.artifact, "style": self.case.style, "target": self.case.target,
+             "precision": self.case.precision, "size": f"{self.case.size[0]}x{self.case.size[1]}",
+             "sha256": self.case.sha256, "site": self.site, "runtime": self.runtime, "cpu": self.cpu,
+             "photos": self.photos, "primary": self.primary, "tolerance": self.tolerance, "passed": self.passed,
+             "failures": list(self.failures)}
+        for name in ("vs_x86", "vs_torch", "vs_trained"):
+            a = getattr(self, name)
+            d[name] = a.to_dict() if a else None
+        return d
+
+    def to_row(self):
+        """A bench row: parity only, never fps (timing under emulation means nothing)."""
+        from toolkit.bench.harness import LatencyRow
+
+        where = f"{self.runtime.removesuffix(' aarch64')}, qemu {self.cpu}"
+        if self.passed:
+            status, reason = "unavailable", f"parity only, no fps under emulation ({where}): {self._psnrs()}, pass"
+        else:
+            status, reason = "error", f"fails aarch64 parity ({where}): {'; '.join(self.failures)}"
+        return LatencyRow(subject=self.case.style or self.case.artifact, target=self.case.target,
+                          precision=self.case.precision, provider=PROVIDER, threads=1, height=self.case.size[0],
+                          width=self.case.size[1], status=status, reason=reason,
+                          runtime=f"{self.runtime} (qemu {self.cpu})")
+
+    def _psnrs(self) -> str:
+        return ", ".join(f"PSNR {_fmt_db(_db(a.psnr_db))} {name}" for name, a in
+                         (("vs x86", self.vs_x86), ("vs torch", self.vs_torch)) if a)
+
+
+def judge(result: ArmResult, outputs: Sequence[np.ndarray], x86: Sequence[np.ndarray] | None,
+          torch_refs: Sequence[np.ndarray], trained_refs: Sequence[np.ndarray]) -> ArmResult:
+    """Fill the agreements and failures: aarch64 vs x86 and vs torch, each held to the parity tolerance."""
+    from toolkit.parity import tolerance_for
+
+    tol = tolerance_for(result.case.target, result.case.precision)
+    result.tolerance = tol.describe()
+    result.vs_torch = Agreement.of(outputs, torch_refs)
+    result.vs_trained = Agreement.of(outputs, trained_refs)
+    result.failures += [f"vs torch: {m}" for m in result.vs_torch.misses(tol)]
+    if x86 is None:
+        result.failures.append("no x86 output to compare with (the file failed on x86)")
+    else:
+        result.vs_x86 = Agreement.of(outputs, x86)
+        result.failures += [f"vs x86: {m}" for m in result.vs_x86.misses(tol)]
+    return result
+
+
+# --- running ------------------------------------------------------------------------------------------------------
+
+def _slug(artifact: str) -> str:
+    return artifact.replace("/", "__")
+
+
+def _run_worker(command: list[str], jobs: list[dict], jobs_path: Path, timeout_s: float) -> dict:
+    from toolkit.bench.arm_worker import done_path
+
+    jobs_path.parent.mkdir(parents=True, exist_ok=True)
+    jobs_path.write_text(json.dumps(jobs, indent=1))
+    done_path(jobs_path).unlink(missing_ok=True)
+    try:
+        proc = subprocess.run(command + [str(jobs_path)], capture_output=True, text=True, timeout=timeout_s)
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] if proc.returncode else []
+    except subprocess.TimeoutExpired:
+        proc, tail = None, [f"timed out after {timeout_s:.0f} s"]
+    done = json.loads(done_path(jobs_path).read_text()) if done_path(jobs_path).is_file() else {}
+    for job in jobs:
+        entry = done.setdefault(job["artifact"], {"ok": False, "error": "not reached (the process died before it)"})
+        if not entry["ok"] and tail:
+            rc = f"exit {proc.returncode}" if proc else "timeout"
+            entry["error"] += f" [{rc}: {tail[0][:200]}]"
+    return done
+
+
+def torch_references(case: Case, inputs: Sequence[np.ndarray], cache: dict) -> tuple[list, list]:
+    """(deploy-form outputs, trained-model outputs) for a case's style on the inputs."""
+    import torch
+
+    from toolkit.zoo import load_style
+
+    try:
+        from toolkit.models.deploy import deploy_form
+    except ModuleNotFoundError as exc:  # before deploy_form moved out of toolkit.compress.fold
+        if exc.name != "toolkit.models.deploy":
+            raise
+        from toolkit.compress.fold import deploy_form
+
+    if case.style not in cache:
+        trained = load_style(case.style).model.eval()
+        cache[case.style] = (deploy_form(trained)[0].eval(), trained)
+    deployed, trained = cache[case.style]
+    with torch.no_grad():
+        return ([deployed(torch.from_numpy(x)).numpy() for x in inputs],
+                [trained(torch.from_numpy(x)).numpy() for x in inputs])
+
+
+def run_parity(env: ArmEnv, exported: Path, cases: Sequence[Case], photos: Sequence[Path], cpus: Sequence[str],
+               workdir: Path, sites: dict = SITES, timeout_s: float = 3600, log=print) -> list[ArmResult]:
+    from toolkit.data.images import load_rgb
+    from toolkit.parity import fit_image
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    inputs: dict[tuple, list[Path]] = {}
+    for size in sorted({c.size for c in cases}):
+        folder = workdir / "inputs" / f"{size[0]}x{size[1]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        inputs[size] = []
+        for photo in photos:
+            dest = folder / f"{photo.stem}.npy"
+            np.save(dest, fit_image(load_rgb(photo), size))
+            inputs[size].append(dest)
+
+    def jobs_for(selected: Sequence[Case], tag: str) -> list[dict]:
+        out = workdir / "out" / tag
+        out.mkdir(parents=True, exist_ok=True)
+        return [{"artifact": str(exported / c.artifact), "inputs": [str(p) for p in inputs[c.size]],
+                 "outputs": [str(out / f"{_slug(c.artifact)}.{p.stem}.npy") for p in inputs[c.size]]}
+                for c in selected]
+
+    t0 = time.monotonic()
+    x86_jobs = jobs_for(cases, "x86")
+    x86_done = _run_worker([sys.executable, str(WORKER)], x86_jobs, workdir / "jobs" / "x86.json", timeout_s)
+    log(f"x86: {sum(d['ok'] for d in x86_done.values())}/{len(cases)} files ran ({time.monotonic() - t0:.0f} s)")
+    x86_out = {c.artifact: j["outputs"] for c, j in zip(cases, x86_jobs) if x86_done[j["artifact"]]["ok"]}
+
+    refs: dict = {}
+    results: list[ArmResult] = []
+    for cpu in cpus:
+        env.prepare_cpu(cpu)
+        for target, target_sites in sites.items():
+            selected = [c for c in cases if c.target == target]
+            for rank, site in enumerate(target_sites):
+                if not selected or site not in env.sites:
+                    continue
+                t1 = time.monotonic()
+                jobs = jobs_for(selected, f"{site}.{cpu}")
+                done = _run_worker(env.command(site, cpu, [str(WORKER)]), jobs,
+                                   workdir / "jobs" / f"{site}.{cpu}.json", timeout_s)
+                log(f"{env.runtime_label(site)} on qemu {cpu}: {sum(d['ok'] for d in done.values())}/"
+                    f"{len(selected)} files ran ({time.monotonic() - t1:.0f} s)")
+                for case, job in zip(selected, jobs):
+                    result = ArmResult(case, site, env.runtime_label(site), cpu, len(photos), primary=rank == 0)
+                    status = done[job["artifact"]]
+                    if not status["ok"]:
+                        result.failures.append(f"does not run on aarch64: {status['error']}")
+                    else:
+                        x = [np.load(p) for p in job["inputs"]]
+                        torch_refs, trained_refs = torch_references(case, x, refs)
+                        x86 = [np.load(p) for p in x86_out[case.artifact]] if case.artifact in x86_out else None
+                        judge(result, [np.load(p) for p in job["outputs"]], x86, torch_refs, trained_refs)
+                    results.append(result)
+                    log("  " + result.summary())
+    return results
+
+
+# --- reporting ----------------------------------------------------------------------------------------------------
+
+def manifest_fields(results: Sequence[ArmResult], emulator: str) -> dict[str, dict]:
+    """The "aarch64" manifest field per artifact: its primary runtime, worst over the emulated CPUs, plus the other
+    runtimes' verdicts under "also"."""
+    fields: dict[str, dict] = {}
+    for artifact in dict.fromkeys(r.case.artifact for r in results):
+        mine = [r for r in results if r.case.artifact == artifact]
+        primary = [r for r in mine if r.primary] or mine
+        case = primary[0].case
+        fields[artifact] = {
+            "checked": True, "passed": all(r.passed for r in primary), "runtime": primary[0].runtime,
+            "emulator": emulator, "cpus": sorted({r.cpu for r in primary}),
+            "size": f"{case.size[0]}x{case.size[1]}", "photos": primary[0].photos, "tolerance": primary[0].tolerance,
+            "psnr_db_vs_x86": _worst(primary, "vs_x86"), "psnr_db_vs_torch": _worst(primary, "vs_torch"),
+            "psnr_db_vs_trained": _worst(primary, "vs_trained"), "sha256": case.sha256,
+            "failures": [f"{r.cpu}: {f}" for r in primary for f in r.failures],
+        }
+        others = {}
+        for r in mine:
+            if r in primary:
+                continue
+            entry = others.setdefault(r.runtime, {"passed": True, "psnr_db_vs_x86": None, "psnr_db_vs_torch": None})
+            same = [o for o in mine if o.runtime == r.runtime]
+            entry.update(passed=all(o.passed for o in same), psnr_db_vs_x86=_worst(same, "vs_x86"),
+                         psnr_db_vs_torch=_worst(same, "vs_torch"))
+        if others:
+            fields[artifact]["also"] = others
+    return fields
+
+
+def _worst(results: Sequence[ArmResult], name: str):
+    values = [getattr(r, name).psnr_db for r in results if getattr(r, name) is not None]
+    return _db(min(values)) if values else None
+
+
+def update_manifest_field(exported: Path, fields: dict[str, dict], log=print) -> list[str]:
+    """Write only the "aarch64" field of each checked entry, under the manifest lock; an entry whose sha256 no longer
+    matches the file that was checked (re-exported since) is left alone and named."""
+    from toolkit.fsutil import write_json
+    from toolkit.manifest import locked, manifest_path, read_manifest
+
+    written = []
+    with locked(exported):
+        data = read_manifest(exported)
+        for artifact, value in fields.items():
+            entry = data["artifacts"].get(artifact)
+            if entry is None or entry.get("sha256") != value["sha256"]:
+                log(f"manifest: {artifact} changed since it was checked on aarch64; not written (rerun)")
+                continue
+            entry["aarch64"] = value
+            written.append(artifact)
+        write_json(manifest_path(exported), data)
+    return written
+
+
+def markdown_report(results: Sequence[ArmResult], env_line: str, elapsed_s: float) -> str:
+    lines = ["# aarch64 parity (emulated)", "",
+             "Each shipped file run on arm64 onnxruntime / LiteRT under qemu user-mode emulation and compared, per "
+             "file, with the same file on x86 and with the torch model it was exported from (deploy form; "
+             "\"vs trained\" is the checkpoint itself). Judged by toolkit.parity's tolerance for the file's target x "
+             "precision, against both references; PSNR (peak 1.0) is the worst over the photos. No timing: "
+             "emulated speed means nothing.", "", env_line,
+             f"{len(results)} checks, {sum(not r.passed for r in results)} failed, {elapsed_s:.0f} s.", "",
+             "| file | precision | size | runtime | CPU | PSNR vs x86 | max abs vs x86 | PSNR vs torch | "
+             "max abs vs torch | PSNR vs trained | tolerance | result |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        def cell(a, attr):
+            if a is None:
+                return "—"
+            return _fmt_db(_db(a.psnr_db)) if attr == "psnr" else f"{a.max_abs:.2g}"
+        verdict = "pass" if r.passed else "**FAIL**: " + "; ".join(r.failures).replace("|", "/")
+        lines.append(f"| {r.case.artifact} | {r.case.precision} | {r.case.size[0]}x{r.case.size[1]} | {r.runtime} | "
+                     f"{r.cpu} | {cell(r.vs_x86, 'psnr')} | {cell(r.vs_x86, 'abs')} | {cell(r.vs_torch, 'psnr')} | "
+                     f"{cell(r.vs_torch, 'abs')} | {cell(r.vs_trained, 'psnr')} | {r.tolerance} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(results: Sequence[ArmResult], md: Path | None, js: Path | None, env: ArmEnv,
+                  photos: Sequence[Path], elapsed_s: float) -> None:
+    from toolkit.fsutil import atomic_path, write_json
+
+    env_line = (f"Emulator: {env.qemu_version or env.qemu}. Runtimes: "
+                f"{', '.join(env.runtime_label(s) for s in sorted(env.sites) if s != 'base')}; "
+                f"{env.sites.get('base', '')}. Photos: {', '.join(p.name for p in photos)} (toolkit/calibration).")
+    if md:
+        with atomic_path(md) as tmp:
+            tmp.write_text(markdown_report(results, env_line, elapsed_s))
+    if js:
+        write_json(js, {"format": "toolkit-arm-parity/1", "emulator": env.qemu_version, "sites": env.sites,
+                        "photos": [p.name for p in photos], "elapsed_s": round(elapsed_s, 1),
+                        "results": [r.to_dict() for r in results]})
+
+
+def rows_from_json(path: Path) -> list:
+    """Bench rows ("aarch64 (emulated)", parity only) from a saved report, without rerunning anything."""
+    data = json.loads(Path(path).read_text())
+    rows = []
+    for d in data["results"]:
+        h, w = (int(v) for v in d["size"].split("x"))
+        case = Case(d["artifact"], d["style"], d["target"], d["precision"], (h, w), d.get("sha256", ""))
+        agreement = {k: Agreement(d[k]["psnr_db"] if d[k]["psnr_db"] is not None else math.inf, d[k]["max_abs"])
+                     if d.get(k) else None for k in ("vs_x86", "vs_torch", "vs_trained")}
+        result = ArmResult(case, d["site"], d["runtime"], d["cpu"], d["photos"], d["primary"], d["tolerance"],
+                           failures=list(d["failures"]), **agreement)
+        rows.append(result.to_row())
+    return rows
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from toolkit.export import parse_size
+
+    p = argparse.ArgumentParser(prog="python -m toolkit.bench.arm", description=__doc__.split("\n\n")[0])
+    p.add_argument("--env", default=".cache/arm/env.json", help="env.json written by .ci/arm_parity.sh")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--ci", action="store_true", help="one fp32 + one int8 file per target, one photo, one CPU")
+    mode.add_argument("--all", action="store_true",
+                      help="every ONNX / TFLite file, 3 photos, every emulated CPU; report to benchmarks/results")
+    p.add_argument("--exported", default="exported", help="export folder with manifest.json (default: exported)")
+    p.add_argument("--styles", nargs="+", default=[], metavar="NAME", help="only these styles")
+    p.add_argument("--size", default="480x640", help="HEIGHTxWIDTH for dynamic-size files (default: 480x640)")
+    p.add_argument("--photos", type=int, help="photos per file (default: 1 with --ci, else 3)")
+    p.add_argument("--cpus", help=f"comma list of emulated CPUs from {', '.join(ARM_CPUS)} "
+                                  "(default: cortex-a76; --all: all)")
+    p.add_argument("--md", help="Markdown report (default: benchmarks/results/arm_parity.md with --all, "
+                                "else .cache/arm/arm_parity.md)")
+    p.add_argument("--json", help="JSON report (default: beside --md)")
+    p.add_argument("--workdir", default=".cache/arm/run", help="inputs and outputs (.npy) go here")
+    p.add_argument("--update-manifest", action="store_true",
+                   help="write the 'aarch64' field of each checked entry into <exported>/manifest.json")
+    p.add_argument("--rows", action="store_true", help="print the results as bench rows (toolkit.bench.report)")
+    p.add_argument("--rows-from", metavar="JSON", help="print bench rows from a saved report and exit")
+    args = p.parse_args(argv)
+    args.size = parse_size(args.size)
+    args.photos = args.photos or (1 if args.ci else 3)
+    cpus = args.cpus.split(",") if args.cpus else (list(ARM_CPUS) if args.all else ["cortex-a76"])
+    unknown = [c for c in cpus if c not in ARM_CPUS]
+    if unknown:
+        p.error(f"unknown --cpus {','.join(unknown)}; choose from {', '.join(ARM_CPUS)}")
+    args.cpus = cpus
+    if not args.md:
+        args.md = "benchmarks/results/arm_parity.md" if args.all else ".cache/arm/arm_parity.md"
+    args.json = args.json or str(Path(args.md).with_suffix(".json"))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from toolkit.bench.report import markdown_table
+    from toolkit.manifest import read_manifest
+
+    args = parse_args(argv)
+    try:
+        if args.rows_from:
+            print(markdown_table(rows_from_json(Path(args.rows_from))), end="")
+            return 0
+        env = ArmEnv.load(args.env)
+        exported = Path(args.exported)
+        cases = select_cases(read_manifest(exported), args.size, subset=args.ci, styles=args.styles)
+        if not cases:
+            raise UserError(f"no ONNX / TFLite file in {exported}/manifest.json matches (size {args.size}, styles "
+                            f"{args.styles or 'all'})")
+        photos = pick_photos(args.photos)
+        t0 = time.monotonic()
+        results = run_parity(env, exported, cases, photos, args.cpus, Path(args.workdir))
+        elapsed = time.monotonic() - t0
+        write_reports(results, Path(args.md), Path(args.json), env, photos, elapsed)
+        if args.rows:
+            print(markdown_table([r.to_row() for r in results]), end="")
+        if args.update_manifest:
+            emulator = (env.qemu_version.split(" (")[0] or "qemu-aarch64") + " user mode"
+            written = update_manifest_field(exported, manifest_fields(results, emulator))
+            print(f"manifest: wrote the aarch64 field of {len(written)} entries in {exported}/manifest.json")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = [r for r in results if not r.passed]
+    print(f"aarch64 parity: {len(results) - len(failed)}/{len(results)} checks pass in {elapsed:.0f} s "
+          f"({len(cases)} files x runtimes x CPUs {','.join(args.cpus)}, {len(photos)} photo(s)); "
+          f"report {args.md}")
+    for r in failed:
+        print(f"FAIL {r.summary()}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
