@@ -358,6 +358,8 @@ def run_parity(env: ArmEnv, exported: Path, cases: Sequence[Case], photos: Seque
                     status = done[job["artifact"]]
                     if not status["ok"]:
                         result.failures.append(f"does not run on aarch64: {status['error']}")
+                    elif status.get("machine") != "aarch64":
+                        result.failures.append(f"ran on {status.get('machine')}, not aarch64")
                     else:
                         x = [np.load(p) for p in job["inputs"]]
                         torch_refs, trained_refs = torch_references(case, x, refs)
