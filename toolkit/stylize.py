@@ -1,4 +1,4 @@
-"""Stylise images of any size and mode with a TransformerNet: pad to the net's stride, run, crop back."""
+"""Stylise images of any size and mode with a TransformerNet."""
 
 from __future__ import annotations
 
@@ -13,31 +13,14 @@ from toolkit.errors import UserError
 from toolkit.fsutil import ensure_writable_dir
 
 
-def min_side(stride: int) -> int:
-    """Smallest side the net accepts: two pixels at its lowest resolution (reflect padding needs them)."""
-    return 2 * stride
-
-
-def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad (N,C,H,W) on the bottom/right up to multiples of `stride`; returns the original (H, W)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
-
-
 @torch.no_grad()
 def stylize_tensor(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(N,3,H,W) in [0,1] of any H, W >= min_side -> same shape."""
-    stride = model.config.stride
+    """(N,3,H,W) in [0,1] of any H, W >= the net's min_side -> same shape (the net pads and crops itself)."""
     h, w = x.shape[-2:]
-    if min(h, w) < min_side(stride):
-        raise UserError(f"image is {w}x{h}; this net needs at least {min_side(stride)} px per side; "
+    if min(h, w) < model.min_side:
+        raise UserError(f"image is {w}x{h}; this net needs at least {model.min_side} px per side; "
                         "use a larger image or --size")
-    padded, _ = pad_to_stride(x, stride)
-    return model(padded)[..., :h, :w]
+    return model(x)
 
 
 def stylize_rgb(model: torch.nn.Module, rgb: np.ndarray, size: int | None = None) -> np.ndarray:

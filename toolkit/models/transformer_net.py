@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from toolkit.config import ArchConfig
@@ -10,7 +11,9 @@ from toolkit.models.layers import ConvLayer, OutputActivation, ResidualBlock, Up
 
 
 class TransformerNet(nn.Module):
-    """RGB [0,1] NCHW in -> RGB [0,1] NCHW out, same size. Sides must be multiples of `config.stride`.
+    """RGB [0,1] NCHW in -> RGB [0,1] NCHW out, the same size for any side >= `min_side` (2 * stride): other sides
+    than multiples of `config.stride` are reflect-padded on the bottom/right and the output cropped back, inside the
+    net, so every export with dynamic sizes carries the same pad and crop.
 
     stem (stride 2 when down_stages == len(widths): early downsampling) -> stride-2 downs -> residual blocks at
     the lowest resolution -> as many x2 up stages as downs -> head (full-res conv, a 1/2-res conv + PixelShuffle, or
@@ -56,7 +59,19 @@ class TransformerNet(nn.Module):
         if cfg.skip and not 0 <= self.skip_at < len(self.up):
             self.skip_at = None
 
+    @property
+    def min_side(self) -> int:
+        """Two pixels at the lowest resolution, which the reflect/replicate pads there need."""
+        return 2 * self.config.stride
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.config.stride, (-w) % self.config.stride
+        if isinstance(ph, int) and isinstance(pw, int) and not (ph or pw):  # aligned, static: no pad ops traced
+            return self._forward(x)
+        return self._forward(F.pad(x, (0, pw, 0, ph), mode="reflect"))[..., :h, :w]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.stem(x)
         x = self.res(self.down(stem))
         for i, stage in enumerate(self.up):

@@ -42,9 +42,17 @@ class OnnxRunner:
         self.output_names = tuple(o.name for o in self.session.get_outputs())
         h, w = inp.shape[2], inp.shape[3]
         self.sizes = ((h, w),) if isinstance(h, int) and isinstance(w, int) else ()
+        stride = self.session.get_modelmeta().custom_metadata_map.get("stride", "1")
+        self.min_side = 2 * int(stride) if stride.isdigit() else 1  # dynamic graphs pad to the stride themselves
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
+        h, w = x.shape[-2:]
+        if self.sizes and (h, w) not in self.sizes:
+            raise UserError(f"this model takes {self.sizes[0][0]}x{self.sizes[0][1]} only, got {h}x{w}; "
+                            "resize the image or export with dynamic sizes")
+        if min(h, w) < self.min_side:
+            raise UserError(f"image is {h}x{w}; this model needs at least {self.min_side} px per side")
         return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
 
 
