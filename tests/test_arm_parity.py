@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from toolkit.bench.arm import (ARM_CPUS, PROVIDER, REPO, Agreement, ArmEnv, ArmResult, Case, cpuinfo_text, judge,
-                               manifest_fields, pick_photos, rows_from_json, run_parity, select_cases,
-                               update_manifest_field, write_reports)
+                               main, manifest_fields, pick_photos, results_from_json, rows_from_json, run_parity,
+                               select_cases, update_manifest_field, write_reports)
 from toolkit.manifest import read_manifest, update_manifest
 from toolkit.parity import tolerance_for
 
@@ -91,6 +91,7 @@ def test_saved_report_gives_the_same_rows(tmp_path):
     md, js = tmp_path / "arm.md", tmp_path / "arm.json"
     write_reports(results, md, js, env, [Path("a.jpg")], 1.0)
     assert [r.to_dict() for r in rows_from_json(js)] == [r.to_row().to_dict() for r in results]
+    assert [r.to_dict() for r in results_from_json(js)[0]] == [r.to_dict() for r in results]
     text = md.read_text()
     assert "frost/frost.onnx" in text and "**FAIL**" in text and "fps" not in text.lower()
 
@@ -174,6 +175,27 @@ def test_manifest_update_writes_only_the_aarch64_field_of_unchanged_files(tmp_pa
     assert {k: v for k, v in after["frost/frost.onnx"].items() if k != "aarch64"} == before["frost/frost.onnx"]
     assert after["frost/frost.int8.onnx"] == before["frost/frost.int8.onnx"]      # re-exported since: untouched
     assert "frost/frost.int8.onnx changed since" in logged[0]
+
+
+def test_manifest_step_runs_later_from_the_saved_report(tmp_path, capsys):
+    out = tmp_path / "exported"
+    (out / "frost").mkdir(parents=True)
+    (out / "frost" / "frost.onnx").write_bytes(b"x")
+    update_manifest(out, [{"file": str(out / "frost" / "frost.onnx"), "sha256": "abc"}])
+    env = ArmEnv("qemu", Path("py"), Path("root"), Path("site"), {"onnxruntime": "onnxruntime==1.32.0"},
+                 "qemu-aarch64 version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)")
+    write_reports([_judged(0.0, 0.0)], None, tmp_path / "arm.json", env, [Path("a.jpg")], 1.0)
+    assert main(["--exported", str(out), "--update-manifest-from", str(tmp_path / "arm.json")]) == 0
+    field = read_manifest(out)["artifacts"]["frost/frost.onnx"]["aarch64"]
+    assert field["emulator"] == "qemu-aarch64 7.2.22 user mode" and field["passed"] and "1 entries" in \
+        capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{}")
+    assert main(["--exported", str(out), "--update-manifest-from", str(tmp_path / "bad.json")]) == 2
+
+
+def test_x86_distance_to_torch_is_reported_beside_aarch64s():
+    r = _judged(0.0, 0.01)
+    assert r.x86_vs_torch is not None and r.x86_vs_torch.psnr_db < r.vs_torch.psnr_db
 
 
 def test_aarch64_runtimes_are_the_x86_pins():

@@ -201,6 +201,7 @@ class ArmResult:
     vs_x86: Agreement | None = None
     vs_torch: Agreement | None = None     # the deploy-form torch model the file was exported from (judged)
     vs_trained: Agreement | None = None   # the trained checkpoint itself (deploy rewrites differ at a 2-px border)
+    x86_vs_torch: Agreement | None = None  # not judged: shows whether aarch64 is closer to torch than x86 is
     failures: list = field(default_factory=list)
 
     @property
@@ -219,7 +220,7 @@ class ArmResult:
              "sha256": self.case.sha256, "site": self.site, "runtime": self.runtime, "cpu": self.cpu,
              "photos": self.photos, "primary": self.primary, "tolerance": self.tolerance, "passed": self.passed,
              "failures": list(self.failures)}
-        for name in ("vs_x86", "vs_torch", "vs_trained"):
+        for name in AGREEMENTS:
             a = getattr(self, name)
             d[name] = a.to_dict() if a else None
         return d
@@ -243,6 +244,9 @@ class ArmResult:
                          (("vs x86", self.vs_x86), ("vs torch", self.vs_torch)) if a)
 
 
+AGREEMENTS = ("vs_x86", "vs_torch", "vs_trained", "x86_vs_torch")
+
+
 def judge(result: ArmResult, outputs: Sequence[np.ndarray], x86: Sequence[np.ndarray] | None,
           torch_refs: Sequence[np.ndarray], trained_refs: Sequence[np.ndarray]) -> ArmResult:
     """Fill the agreements and failures: aarch64 vs x86 and vs torch, each held to the parity tolerance."""
@@ -257,6 +261,7 @@ def judge(result: ArmResult, outputs: Sequence[np.ndarray], x86: Sequence[np.nda
         result.failures.append("no x86 output to compare with (the file failed on x86)")
     else:
         result.vs_x86 = Agreement.of(outputs, x86)
+        result.x86_vs_torch = Agreement.of(x86, torch_refs)
         result.failures += [f"vs x86: {m}" for m in result.vs_x86.misses(tol)]
     return result
 
@@ -435,8 +440,8 @@ def markdown_report(results: Sequence[ArmResult], env_line: str, elapsed_s: floa
              "emulated speed means nothing.", "", env_line,
              f"{len(results)} checks, {sum(not r.passed for r in results)} failed, {elapsed_s:.0f} s.", "",
              "| file | precision | size | runtime | CPU | PSNR vs x86 | max abs vs x86 | PSNR vs torch | "
-             "max abs vs torch | PSNR vs trained | tolerance | result |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "max abs vs torch | PSNR vs trained | x86: PSNR vs torch | tolerance | result |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         def cell(a, attr):
             if a is None:
@@ -445,7 +450,8 @@ def markdown_report(results: Sequence[ArmResult], env_line: str, elapsed_s: floa
         verdict = "pass" if r.passed else "**FAIL**: " + "; ".join(r.failures).replace("|", "/")
         lines.append(f"| {r.case.artifact} | {r.case.precision} | {r.case.size[0]}x{r.case.size[1]} | {r.runtime} | "
                      f"{r.cpu} | {cell(r.vs_x86, 'psnr')} | {cell(r.vs_x86, 'abs')} | {cell(r.vs_torch, 'psnr')} | "
-                     f"{cell(r.vs_torch, 'abs')} | {cell(r.vs_trained, 'psnr')} | {r.tolerance} | {verdict} |")
+                     f"{cell(r.vs_torch, 'abs')} | {cell(r.vs_trained, 'psnr')} | {cell(r.x86_vs_torch, 'psnr')} | "
+                     f"{r.tolerance} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -465,19 +471,33 @@ def write_reports(results: Sequence[ArmResult], md: Path | None, js: Path | None
                         "results": [r.to_dict() for r in results]})
 
 
-def rows_from_json(path: Path) -> list:
-    """Bench rows ("aarch64 (emulated)", parity only) from a saved report, without rerunning anything."""
-    data = json.loads(Path(path).read_text())
-    rows = []
-    for d in data["results"]:
-        h, w = (int(v) for v in d["size"].split("x"))
-        case = Case(d["artifact"], d["style"], d["target"], d["precision"], (h, w), d.get("sha256", ""))
-        agreement = {k: Agreement(d[k]["psnr_db"] if d[k]["psnr_db"] is not None else math.inf, d[k]["max_abs"])
-                     if d.get(k) else None for k in ("vs_x86", "vs_torch", "vs_trained")}
-        result = ArmResult(case, d["site"], d["runtime"], d["cpu"], d["photos"], d["primary"], d["tolerance"],
-                           failures=list(d["failures"]), **agreement)
-        rows.append(result.to_row())
-    return rows
+def results_from_json(path: str | Path) -> tuple[list[ArmResult], dict]:
+    """(results, the report's other keys) from a saved JSON report, without rerunning anything."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        results = []
+        for d in data["results"]:
+            h, w = (int(v) for v in d["size"].split("x"))
+            case = Case(d["artifact"], d["style"], d["target"], d["precision"], (h, w), d.get("sha256", ""))
+            agreements = {k: Agreement(math.inf if d[k]["psnr_db"] is None else d[k]["psnr_db"], d[k]["max_abs"])
+                          if d.get(k) else None for k in AGREEMENTS}
+            results.append(ArmResult(case, d["site"], d["runtime"], d["cpu"], d["photos"], d["primary"],
+                                     d["tolerance"], failures=list(d["failures"]), **agreements))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path} is not an aarch64 parity report ({type(exc).__name__}: {exc}); rerun "
+                        "`bash .ci/arm_parity.sh --all`") from exc
+    return results, {k: v for k, v in data.items() if k != "results"}
+
+
+def rows_from_json(path: str | Path) -> list:
+    """Bench rows ("aarch64 (emulated)", parity only) from a saved report."""
+    return [r.to_row() for r in results_from_json(path)[0]]
+
+
+def _emulator(qemu_version: str) -> str:
+    """'qemu-aarch64 version 7.2.22 (Debian ...)' -> 'qemu-aarch64 7.2.22 user mode'."""
+    return (qemu_version.split(" (")[0].replace(" version", "") or "qemu-aarch64") + " user mode"
 
 
 # --- command line -------------------------------------------------------------------------------------------------
@@ -503,6 +523,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default=".cache/arm/run", help="inputs and outputs (.npy) go here")
     p.add_argument("--update-manifest", action="store_true",
                    help="write the 'aarch64' field of each checked entry into <exported>/manifest.json")
+    p.add_argument("--update-manifest-from", metavar="JSON",
+                   help="only write the 'aarch64' fields from a saved report (e.g. benchmarks/results/arm_parity.json) "
+                        "into <exported>/manifest.json; entries re-exported since it ran are left alone")
     p.add_argument("--rows", action="store_true", help="print the results as bench rows (toolkit.bench.report)")
     p.add_argument("--rows-from", metavar="JSON", help="print bench rows from a saved report and exit")
     args = p.parse_args(argv)
@@ -526,7 +549,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.rows_from:
-            print(markdown_table(rows_from_json(Path(args.rows_from))), end="")
+            print(markdown_table(rows_from_json(args.rows_from)), end="")
+            return 0
+        if args.update_manifest_from:
+            results, report = results_from_json(args.update_manifest_from)
+            written = update_manifest_field(Path(args.exported), manifest_fields(results, _emulator(report["emulator"])))
+            print(f"manifest: wrote the aarch64 field of {len(written)} entries in {args.exported}/manifest.json")
             return 0
         env = ArmEnv.load(args.env)
         exported = Path(args.exported)
@@ -542,8 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rows:
             print(markdown_table([r.to_row() for r in results]), end="")
         if args.update_manifest:
-            emulator = (env.qemu_version.split(" (")[0] or "qemu-aarch64") + " user mode"
-            written = update_manifest_field(exported, manifest_fields(results, emulator))
+            written = update_manifest_field(exported, manifest_fields(results, _emulator(env.qemu_version)))
             print(f"manifest: wrote the aarch64 field of {len(written)} entries in {exported}/manifest.json")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
