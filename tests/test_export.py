@@ -20,7 +20,7 @@ from toolkit.cli import main
 from toolkit.errors import MissingBackendError, UserError
 from toolkit.export import (FORMATS, ExportSpec, artifact_path, export_artifact, load_runner, read_metadata)
 from toolkit.models import ARCHS, arch_config
-from toolkit.parity import TOLERANCES, ParityError, check_parity, parity_sizes_for
+from toolkit.parity import ParityError, check_parity, parity_sizes_for, tolerance_for
 
 SIZE = (32, 48)  # non-square catches H/W swaps; a multiple of every preset's stride
 FAST_PARITY = (SIZE, (48, 32))
@@ -46,16 +46,16 @@ def _export(model, target, precision, out: Path, style="t", sizes=None, **kw):
 def test_formats_table_drives_paths_tolerances_and_cli_help(capsys):
     assert set(FORMATS) == {"onnx", "coreml", "tflite"}
     for target in FORMATS.values():
-        assert target.precisions[:2] == ("fp32", "fp16")
+        assert target.precision_names[:2] == ("fp32", "fp16")
         for precision in target.precisions:
-            assert (target.name, precision) in TOLERANCES
+            assert tolerance_for(target.name, precision.name) == precision.tolerance
         assert artifact_path("out", "frost", target.name, "fp32").name == "frost" + target.suffix
     assert artifact_path("out", "frost", "tflite", "fp16", (480, 640)) == Path("out/frost/frost.fp16.480x640.tflite")
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     help_text = capsys.readouterr().out
     for target in FORMATS.values():
-        assert target.name in help_text and all(p in help_text for p in target.precisions)
+        assert target.name in help_text and all(p in help_text for p in target.precision_names)
 
 
 def test_parity_sizes_cover_fp16_safety_size_for_dynamic_artifacts():
@@ -110,7 +110,7 @@ def test_parity_miss_names_output_and_numbers(onnx_fp32):
 def test_parity_failure_leaves_no_file(tmp_path, monkeypatch):
     from toolkit import parity
 
-    monkeypatch.setitem(parity.TOLERANCES, ("onnx", "fp32"), parity.Tolerance(max_abs=0.0))
+    monkeypatch.setattr(parity, "tolerance_for", lambda *_: parity.Tolerance(max_abs=0.0))
     dest = artifact_path(tmp_path, "t", "onnx", "fp32")
     with pytest.raises(ParityError, match="max_abs"):
         export_artifact(tiny_model(), ExportSpec(target="onnx", style="t"), dest, parity_sizes=(SIZE,))
@@ -201,7 +201,9 @@ def test_cli_missing_backend_names_the_extra(ckpt, tmp_path, capsys, monkeypatch
 def test_parity_miss_in_cli_leaves_no_files_and_manifest_untouched(ckpt, tmp_path, capsys, monkeypatch):
     from toolkit import parity
 
-    monkeypatch.setitem(parity.TOLERANCES, ("onnx", "fp16"), parity.Tolerance(psnr_db=500.0))
+    strict = {"fp16": parity.Tolerance(psnr_db=500.0)}
+    real = parity.tolerance_for
+    monkeypatch.setattr(parity, "tolerance_for", lambda t, p: strict.get(p) or real(t, p))
     out = tmp_path / "exported"
     # fp32 passes, then fp16 misses: neither file nor a manifest may appear
     assert _cli_export(ckpt, out, "--precision", "fp32", "--precision", "fp16") == 2
@@ -253,7 +255,7 @@ def test_every_preset_target_precision_passes_parity(preset, target, precision, 
     model = tiny_model(mini(preset))
     sizes = (SIZE,)  # fixed size keeps the slowest converters (TFLite, CoreML) to one small shape
     record, dest = _export(model, target, precision, tmp_path, style=preset, sizes=sizes)
-    tol = TOLERANCES[(target, precision)]
+    tol = FORMATS[target].precision(precision).tolerance
     if tol.max_abs is not None:
         assert record["parity"]["max_abs"] <= tol.max_abs
     if tol.psnr_db is not None and record["parity"]["min_psnr_db"] is not None:

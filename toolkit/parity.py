@@ -1,12 +1,14 @@
 """One parity checker for every export target: run the artifact in its own runtime on real images and compare it
-with the torch model in a fixed order (output names, shapes, values). Tolerances are data, keyed by
-(target, precision). Every failure is collected with its numbers; any failure raises ParityError.
+with the torch model in a fixed order (output names, shapes, values). Tolerances are data: each precision row of
+toolkit.formats holds its own. Every failure is collected with its numbers; any failure raises ParityError.
+
+Layer: above toolkit.runtime (it runs artifacts), below toolkit.export (export_artifact proves parity on every file
+it writes).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -14,58 +16,29 @@ import numpy as np
 import torch
 
 from toolkit.errors import UserError
-from toolkit.export.base import Size
+from toolkit.formats import Size, Tolerance, get_target
 
 
 class ParityError(UserError):
     """An artifact disagrees with its torch model beyond the tolerance for its target x precision."""
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    max_abs: float | None = None   # largest allowed |artifact - torch| on [0,1] outputs
-    psnr_db: float | None = None   # smallest allowed PSNR (peak 1.0) of artifact vs torch
-
-    def describe(self) -> str:
-        parts = ([f"max_abs <= {self.max_abs:g}"] if self.max_abs is not None else []) + \
-                ([f"PSNR >= {self.psnr_db:g} dB"] if self.psnr_db is not None else [])
-        return " and ".join(parts)
-
-
-# Measured: fp32 artifacts agree with torch to ~1e-6 in onnxruntime, LiteRT and the CoreML reference interpreter
-# (nano-like net, 32x48: 8.9e-7), so 1e-4 leaves two orders of margin. Compressed precisions are judged by PSNR
-# against the float torch model (fp16 measured 73-80 dB, int8 35-38 dB on nano-like nets).
-TOLERANCES: dict[tuple[str, str], Tolerance] = {
-    ("onnx", "fp32"): Tolerance(max_abs=1e-4),
-    ("onnx", "fp16"): Tolerance(psnr_db=45.0),
-    ("onnx", "int8"): Tolerance(psnr_db=30.0),
-    ("tflite", "fp32"): Tolerance(max_abs=1e-4),
-    ("tflite", "fp16"): Tolerance(psnr_db=45.0),
-    ("tflite", "int8"): Tolerance(psnr_db=30.0),
-    ("tflite", "int8_dynamic"): Tolerance(psnr_db=30.0),
-    ("coreml", "fp32"): Tolerance(max_abs=1e-4),
-    ("coreml", "fp16"): Tolerance(psnr_db=45.0),
-    ("coreml", "int8"): Tolerance(psnr_db=30.0),
-    ("coreml", "palettize6"): Tolerance(psnr_db=30.0),
-    ("coreml", "palettize4"): Tolerance(psnr_db=22.0),
-    ("coreml", "palettize2"): Tolerance(psnr_db=12.0),
-    ("coreml", "palettize1"): Tolerance(psnr_db=8.0),
-}
-
 PARITY_IMAGES = 8  # photos per size: the worst of 8 is what a user's photo may meet (2 were 5 dB optimistic)
 DEFAULT_PARITY_SIZES: tuple[Size, ...] = ((256, 256), (240, 320))
 FP16_SAFETY_SIZE: Size = (720, 1280)   # instance-norm statistics over big frames are where fp16 overflows
-EXPECTED_NAMES = (("image",), ("stylized",))
 
 
 def tolerance_for(target: str, precision: str) -> Tolerance:
-    if (target, precision) not in TOLERANCES:
-        raise UserError(f"no parity tolerance for {target} {precision}; add one to toolkit.parity.TOLERANCES")
-    return TOLERANCES[(target, precision)]
+    """The tolerance in the precision row of toolkit.formats (an unknown pair is a UserError)."""
+    return get_target(target).precision(precision).tolerance
 
 
-def parity_sizes_for(sizes: Sequence[Size], precision: str, stride: int) -> tuple[Size, ...]:
-    """Fixed-size artifacts are checked at their size; dynamic ones at two shapes (+ 720x1280 for fp16)."""
+def parity_sizes_for(sizes: Sequence[Size], precision: str, stride: int, target: str | None = None) \
+        -> tuple[Size, ...]:
+    """Fixed-size artifacts are checked at their size; dynamic ones at two shapes (+ 720x1280 for fp16). An artifact
+    holding enumerated sizes (CoreML) is checked like a dynamic one: `accepted_sizes` then keeps what it takes."""
+    if target is not None and get_target(target).size_policy.kind == "enumerated":
+        sizes = ()
     if sizes:
         return tuple(tuple(s) for s in sizes)
     extra = (FP16_SAFETY_SIZE,) if precision == "fp16" else ()
@@ -145,9 +118,11 @@ def check_parity(model, artifact_path: str | Path, target: str, precision: str, 
     from toolkit.runtime import load_runner
 
     tol = tolerance_for(target, precision)
+    row = get_target(target)
+    out_name = row.output_name
     runner = runner or load_runner(artifact_path)
     failures: list[str] = []
-    for kind, expected in zip(("input", "output"), EXPECTED_NAMES):
+    for kind, expected in (("input", (row.input_name,)), ("output", (row.output_name,))):
         got = getattr(runner, f"{kind}_names", None)
         if got is not None and tuple(got) != expected:
             failures.append(f"{kind} names {list(got)} != {list(expected)}")
@@ -161,10 +136,10 @@ def check_parity(model, artifact_path: str | Path, target: str, precision: str, 
                 ref = model(torch.from_numpy(x)).numpy()
             out = runner(x)
             if out.shape != ref.shape:
-                failures.append(f"output 'stylized' at {key}: shape {tuple(out.shape)} != torch {tuple(ref.shape)}")
+                failures.append(f"output '{out_name}' at {key}: shape {tuple(out.shape)} != torch {tuple(ref.shape)}")
                 break
             if not np.all(np.isfinite(out)):
-                failures.append(f"output 'stylized' at {key}: {int(np.sum(~np.isfinite(out)))} non-finite values "
+                failures.append(f"output '{out_name}' at {key}: {int(np.sum(~np.isfinite(out)))} non-finite values "
                                 "(fp16 overflow?)")
                 worst_abs, worst_psnr = math.inf, -math.inf
                 break
@@ -172,9 +147,9 @@ def check_parity(model, artifact_path: str | Path, target: str, precision: str, 
             worst_psnr = min(worst_psnr, psnr(out, ref))
         results[key] = {"max_abs": worst_abs, "psnr_db": worst_psnr}
         if tol.max_abs is not None and worst_abs > tol.max_abs:
-            failures.append(f"output 'stylized' at {key}: max_abs {worst_abs:.3g} > {tol.max_abs:g}")
+            failures.append(f"output '{out_name}' at {key}: max_abs {worst_abs:.3g} > {tol.max_abs:g}")
         if tol.psnr_db is not None and worst_psnr < tol.psnr_db:
-            failures.append(f"output 'stylized' at {key}: PSNR {worst_psnr:.1f} dB < {tol.psnr_db:g} dB")
+            failures.append(f"output '{out_name}' at {key}: PSNR {worst_psnr:.1f} dB < {tol.psnr_db:g} dB")
     if failures:
         raise ParityError(f"{Path(artifact_path).name} ({target} {precision}, {runner.name}) fails parity "
                           f"[{tol.describe()}]: " + "; ".join(failures))

@@ -121,7 +121,7 @@ def _check_precision(where: str, target: str, precision: str) -> None:
     else:
         from toolkit.export import FORMATS
 
-        allowed = FORMATS[target].precisions
+        allowed = FORMATS[target].precision_names
     if precision not in allowed:
         raise UserError(f"{where}: target {target} has no precision '{precision}'{did_you_mean(precision, allowed)}")
 

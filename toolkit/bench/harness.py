@@ -20,6 +20,7 @@ import numpy as np
 
 from toolkit.errors import UserError
 from toolkit.export import parse_size  # noqa: F401  (re-exported: bench commands and gates parse sizes here)
+from toolkit.formats import FORMATS
 
 Size = Tuple[int, int]
 STATUSES = ("ok", "unavailable", "error")
@@ -290,7 +291,7 @@ def library_versions() -> dict:
 
 # --- what gets benched: subjects x targets x precisions x providers x threads x sizes -----------------------------
 
-TARGETS = ("onnx", "tflite", "coreml", "torch")       # export targets (toolkit.export.FORMATS) + torch eager
+TARGETS = (*FORMATS, "torch")                         # export targets (toolkit.formats) + torch eager
 PROVIDERS = ("cpu", "xnnpack", "cuda")
 
 
@@ -504,8 +505,8 @@ class Bench:
             return None if precision == "fp32" else f"the torch eager reference runs fp32 only, not {precision}"
         from toolkit.export import FORMATS
 
-        if precision not in FORMATS[target].precisions:
-            return f"{target} has no {precision} export (precisions: {', '.join(FORMATS[target].precisions)})"
+        if precision not in FORMATS[target].precision_names:
+            return f"{target} has no {precision} export (precisions: {', '.join(FORMATS[target].precision_names)})"
         return None
 
     @staticmethod

@@ -13,21 +13,28 @@ def add_arguments(p) -> None:
                    help=f"{' | '.join(FORMATS)} | all (repeatable; default: onnx)")
     p.add_argument("--precision", action="append", metavar="P",
                    help=f"{' | '.join(all_precisions())} (repeatable; default: fp32). Per target: " +
-                   "; ".join(f"{t.name}: {', '.join(t.precisions)}" for t in FORMATS.values()))
+                   "; ".join(f"{t.name}: {', '.join(t.precision_names)}" for t in FORMATS.values()))
     p.add_argument("--size", action="append", metavar="HxW",
-                   help="fixed input size, repeatable (one file per size). Default: dynamic H/W where the target "
-                        "allows it; " + "; ".join(f"{t.name}: " + ", ".join(f"{h}x{w}" for h, w in t.default_sizes)
-                                                  for t in FORMATS.values() if t.default_sizes))
+                   help="fixed input size, repeatable (one file per size). Default: " + "; ".join(
+                       f"{t.name}: {_default_sizes(t)}" for t in FORMATS.values()))
     p.add_argument("--out", default="exported", help="output folder (default: exported/)")
     p.add_argument("--calibration", action="append", metavar="DIR",
                    help="photos for int8 calibration (default: the shared eval + a few train photos)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check (not recommended)")
 
 
+def _default_sizes(target) -> str:
+    policy = target.size_policy
+    if policy.kind == "dynamic":
+        return "dynamic H/W"
+    listed = ", ".join(f"{h}x{w}" for h, w in policy.sizes)
+    return f"one package holding {listed}" if policy.kind == "enumerated" else f"one file each at {listed}"
+
+
 def plan(args, stride: int) -> list[tuple]:
     """(target, precision, sizes) for every artifact to write; every bad choice is rejected before any export."""
     from toolkit.errors import UserError, unknown
-    from toolkit.export import FORMATS, check_precision, check_sizes, get_target, parse_size
+    from toolkit.export import FORMATS, check_sizes, get_target, parse_size
 
     names = args.target or ["onnx"]
     if "all" in names:
@@ -42,11 +49,11 @@ def plan(args, stride: int) -> list[tuple]:
     jobs = []
     for target in targets:
         for precision in precisions:
-            check_precision(target, precision)
-            if target.dynamic_sizes and not sizes:
-                jobs.append((target, precision, ()))
+            target.precision(precision)
+            if not target.one_size_per_file and not sizes:
+                jobs.append((target, precision, ()))  # dynamic, or the enumerated sizes in one file
             else:
-                for size in sizes or target.default_sizes:
+                for size in sizes or target.size_policy.sizes:
                     if size[0] % stride or size[1] % stride:
                         raise UserError(f"{target.name} default size {size[0]}x{size[1]} is not a multiple of the "
                                         f"net's stride {stride}; pass --size")
@@ -74,7 +81,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from toolkit.export import CALIBRATED, ExportSpec, artifact_path, export_artifact
+    from toolkit.export import ExportSpec, artifact_path, export_artifact
     from toolkit.export.calibration import calibration_paths
     from toolkit.fsutil import ensure_writable_dir
     from toolkit.manifest import update_manifest
@@ -85,8 +92,10 @@ def run(args) -> int:
     style = args.style or ckpt.name
     jobs = plan(args, model.config.stride)
     check_backends({j[0] for j in jobs})
-    if any(precision in CALIBRATED.get(target.name, ()) for target, precision, _ in jobs):
+    if any(target.precision(precision).calibrated for target, precision, _ in jobs):
         calibration_paths(args.calibration or ())
+    # Every artifact carries the style's licence (CoreML's license field, the other targets' metadata).
+    metadata = {"licence": ckpt.meta["licence"]} if ckpt.meta.get("licence") else {}
     out = ensure_writable_dir(args.out)
     # Everything is written into a staging folder first and moved into place only when every artifact passed, so a
     # failure leaves neither new files nor a changed manifest.
@@ -94,9 +103,9 @@ def run(args) -> int:
     records = []
     try:
         for i, (target, precision, sizes) in enumerate(jobs, 1):
-            label = f"{target.name} {precision} {'x'.join(map(str, sizes[0])) if sizes else 'dynamic'}"
+            label = f"{target.name} {precision} {'x'.join(map(str, sizes[0])) if sizes else target.size_policy.kind}"
             print(f"[{i}/{len(jobs)}] {label} ...", flush=True)
-            spec = ExportSpec(target=target.name, precision=precision, sizes=sizes, style=style,
+            spec = ExportSpec(target=target.name, precision=precision, sizes=sizes, style=style, metadata=metadata,
                               calibration=tuple(args.calibration or ()))
             start = time.perf_counter()
             dest = artifact_path(staging, style, target.name, precision, sizes[0] if sizes else None)

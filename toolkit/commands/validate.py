@@ -13,10 +13,11 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from toolkit.compress.fold import deploy_form
+    from toolkit.models.deploy import deploy_form
     from toolkit.config import ArchConfig, from_dict
     from toolkit.errors import UserError
-    from toolkit.export import read_metadata, target_for_path
+    from toolkit.export import read_metadata
+    from toolkit.formats import sizes_from_text, target_for_path
     from toolkit.parity import check_parity, parity_sizes_for
     from toolkit.zoo import load_style
 
@@ -35,10 +36,9 @@ def run(args) -> int:
     if arch != model.config:
         raise UserError(f"{path} was exported from a different architecture than "
                         f"{args.checkpoint or meta['style']}; pass the matching --checkpoint")
-    sizes = () if meta.get("sizes", "dynamic") == "dynamic" else \
-        tuple(tuple(int(v) for v in s.split("x")) for s in meta["sizes"].split(","))
+    sizes = sizes_from_text(meta.get("sizes", "dynamic"))
     result = check_parity(model, path, target.name, meta["precision"],
-                          parity_sizes_for(sizes, meta["precision"], arch.stride), args.images_per_size)
+                          parity_sizes_for(sizes, meta["precision"], arch.stride, target.name), args.images_per_size)
     print(f"{path}: parity ok ({target.name} {meta['precision']}, {result['runtime']}, {result['tolerance']})")
     for size, numbers in result["sizes"].items():
         psnr = numbers["psnr_db"] if numbers["psnr_db"] is not None else "inf"

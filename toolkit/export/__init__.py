@@ -1,8 +1,9 @@
-"""The one table of export targets (FORMATS) and the entry points every caller uses.
+"""The entry points every exporting caller uses: `export_artifact` writes one artifact atomically, fills its metadata,
+checks it against its own contract, writes the contract sidecar and proves parity; `read_metadata` reads an
+artifact's self-description back; `load_runner` opens any artifact in its own runtime.
 
-FORMATS drives CLI choices, help text, "did you mean", the tests and the benchmark loop. `export_artifact` writes one
-artifact atomically, fills its metadata, writes the contract sidecar and proves parity; `load_runner` opens any
-artifact in its own runtime.
+The table of targets and precisions is toolkit/formats.py (re-exported here for callers that import it from export).
+Layers: formats -> runtime -> parity -> export; the model rewrite into the deploy form is toolkit/models/deploy.py.
 """
 
 from __future__ import annotations
@@ -11,66 +12,14 @@ import dataclasses
 import importlib
 import json
 from pathlib import Path
-from typing import Iterable
 
 from toolkit import __version__
 from toolkit.config import to_dict
-from toolkit.errors import UserError, require, unknown
+from toolkit.errors import UserError, require
 from toolkit.export.base import ExportSpec, Runner, Size, Target
+from toolkit.formats import (CAMERA_SIZES, FORMATS, INPUT_NAME, OUTPUT_NAME, all_precisions, check_sizes,
+                             get_target, sizes_text, target_for_path)
 from toolkit.fsutil import atomic_path, sha256_of, size_of
-
-CAMERA_SIZES: tuple[Size, ...] = ((480, 640), (640, 480), (256, 256))
-
-FORMATS: dict[str, Target] = {t.name: t for t in (
-    Target(name="onnx", suffix=".onnx", precisions=("fp32", "fp16", "int8"), runtimes=("onnxruntime",),
-           extra="onnx", exporter="toolkit.export.onnx", dynamic_sizes=True,
-           description="ONNX opset 18 (torch dynamo exporter), dynamic H/W; runs in onnxruntime"),
-    Target(name="coreml", suffix=".mlpackage",
-           precisions=("fp32", "fp16", "int8", "palettize6", "palettize4", "palettize2", "palettize1"),
-           runtimes=("coreml",), extra="coreml", exporter="toolkit.export.coreml", dynamic_sizes=True,
-           description="CoreML ML Program; MLModel.predict on macOS, reference MIL interpreter on Linux"),
-    Target(name="tflite", suffix=".tflite", precisions=("fp32", "fp16", "int8", "int8_dynamic"), runtimes=("litert",),
-           extra="tflite", exporter="toolkit.export.tflite", dynamic_sizes=False, default_sizes=CAMERA_SIZES,
-           description="TFLite via litert-torch, one file per fixed size, NHWC I/O; runs in ai-edge-litert"),
-)}
-
-CALIBRATED = {"onnx": ("int8",), "tflite": ("int8",)}  # static activation quantisation needs real photos
-RUNTIME_BY_SUFFIX = {t.suffix: t.runtimes[0] for t in FORMATS.values()}
-INPUT_NAME, OUTPUT_NAME = "image", "stylized"
-
-
-def get_target(name: str) -> Target:
-    if name not in FORMATS:
-        raise unknown("export target", name, FORMATS)
-    return FORMATS[name]
-
-
-def target_for_path(path: str | Path) -> Target:
-    suffix = Path(path).suffix
-    for target in FORMATS.values():
-        if target.suffix == suffix:
-            return target
-    raise UserError(f"{path} is not an exported artifact; expected one of "
-                    f"{', '.join(t.suffix for t in FORMATS.values())}")
-
-
-def all_precisions() -> list[str]:
-    return sorted({p for t in FORMATS.values() for p in t.precisions})
-
-
-def check_precision(target: Target, precision: str) -> None:
-    if precision not in all_precisions():
-        raise unknown("precision", precision, all_precisions())
-    if precision not in target.precisions:
-        raise UserError(f"target {target.name} cannot export precision {precision}; "
-                        f"it supports {', '.join(target.precisions)}")
-
-
-def check_sizes(sizes: Iterable[Size], stride: int) -> None:
-    for h, w in sizes:
-        if h < stride or w < stride or h % stride or w % stride:
-            raise UserError(f"size {h}x{w} is not a positive multiple of the net's stride {stride}; "
-                            f"try {max(stride, round(h / stride) * stride)}x{max(stride, round(w / stride) * stride)}")
 
 
 def parse_size(text: str) -> Size:
@@ -99,22 +48,28 @@ def artifact_path(out_dir: str | Path, style: str, target: str, precision: str, 
 
 
 def artifact_metadata(model, spec: ExportSpec) -> dict[str, str]:
-    """What every artifact says about itself (string values: ONNX metadata_props and CoreML user metadata)."""
+    """What every artifact says about itself (string values: ONNX metadata_props, CoreML user metadata, TFLite's
+    metadata table), from the target and precision rows of toolkit.formats. `spec.metadata` (e.g. the style's
+    licence) is added last."""
     target = get_target(spec.target)
+    row = target.precision(spec.precision)
+    image_in = target.input_layout == "IMAGE"
     meta = {
         "style": spec.style,
         "arch": json.dumps(to_dict(model.config), sort_keys=True),
         "target": spec.target,
         "precision": spec.precision,
-        "sizes": "dynamic" if not spec.sizes else ",".join(f"{h}x{w}" for h, w in spec.sizes),
+        "sizes": sizes_text(spec.sizes),
         "stride": str(model.config.stride),
         "toolkit_version": __version__,
         "exporter": target.exporter,
+        "input_name": target.input_name,
+        "output_name": target.output_name,
+        "input_layout": target.input_layout,
+        "output_layout": target.output_layout,
+        "input_range": "RGB 0..255, scaled by 1/255 inside the model" if image_in else f"[0,1] {row.input_dtype} RGB",
+        "output_range": f"[0,1] {row.output_dtype} RGB",
     }
-    if spec.target != "coreml":  # CoreML's exporter describes its image input itself
-        layout = "NHWC" if spec.target == "tflite" else "NCHW"
-        meta.update(input_layout=layout, output_layout=layout, input_range="[0,1] float32 RGB",
-                    output_range="[0,1] float32 RGB")
     meta.update({k: str(v) for k, v in spec.metadata.items()})
     return meta
 
@@ -133,43 +88,64 @@ def export_artifact(model, spec: ExportSpec, dest: str | Path, check: bool = Tru
                     parity_sizes: tuple[Size, ...] | None = None) -> dict:
     """Write one artifact atomically (+ its contract sidecar), prove parity when `check`, return its record.
 
-    The artifact holds the model's deploy form (toolkit/compress/fold.py: the bilinear head as a half-res phase conv
-    + PixelShuffle, 1.6x faster in onnxruntime). Parity is proven against the trained net when that rewrite is exact
-    (a head padded by replication), else against the deploy form, with the record saying how close that stays to the
-    trained net. A parity miss raises ParityError and leaves nothing at `dest`.
+    Without sizes, a target takes its size policy's defaults: dynamic H/W, or the enumerated sizes one CoreML
+    package holds. The artifact holds the model's deploy form (toolkit/models/deploy.py: the bilinear head as a
+    half-res phase conv + PixelShuffle, 1.6x faster in onnxruntime). Parity is proven against the trained net when
+    that rewrite is exact (a head padded by replication), else against the deploy form, with the record saying how
+    close that stays to the trained net. The artifact is held against its own contract (names, layouts, dtypes,
+    sizes) before it lands. A parity miss or a contract disagreement raises and leaves nothing at `dest`.
     """
+    from toolkit.export import contract
+    from toolkit.models.deploy import deploy_form
+
     target = get_target(spec.target)
-    check_precision(target, spec.precision)
-    check_sizes(spec.sizes, model.config.stride)
-    if not target.dynamic_sizes and len(spec.sizes) != 1:
+    row = target.precision(spec.precision)
+    stride = model.config.stride
+    check_sizes(spec.sizes, stride)
+    if target.one_size_per_file and len(spec.sizes) != 1:
         raise UserError(f"target {target.name} needs exactly one fixed size per file, got {len(spec.sizes)}")
     dest = Path(dest)
     if dest.suffix != target.suffix:
         raise UserError(f"{dest} must end in {target.suffix} for target {target.name}")
-    if spec.precision in CALIBRATED.get(spec.target, ()):
+    if row.calibrated:
         from toolkit.export.calibration import calibration_paths
 
         calibration_paths(spec.calibration)  # too few photos fails here, before a slow conversion
-    from toolkit.compress.fold import deploy_form
+    requested_sizes = spec.sizes
+    if not spec.sizes and target.size_policy.kind == "enumerated":
+        sizes = target.size_policy.sizes_for(stride)
+        if not sizes:
+            raise UserError(f"none of {target.name}'s default sizes ({sizes_text(target.size_policy.sizes)}) is a "
+                            f"multiple of the net's stride {stride}; pass --size")
+        spec = dataclasses.replace(spec, sizes=sizes)
 
     trained = model.eval()
     model, rewrite = deploy_form(trained)
+    if rewrite:
+        rewrite = {**rewrite, **deploy_fidelity(trained, model)}
     reference = trained if rewrite is None or rewrite["exact"] else model
     spec = dataclasses.replace(spec, metadata=artifact_metadata(model, spec))
     exporter = _exporter(target)
     parity = None
+    intent = {"target": spec.target, "precision": spec.precision, "sizes": [list(s) for s in spec.sizes] or "dynamic",
+              "style": spec.style}
     with atomic_path(dest) as tmp:
         exporter.export(model, spec, tmp)
+        problems = contract.check_contract(contract.build_contract(intent, spec, Path(tmp)),
+                                           contract.contract_from_artifact(tmp))
+        if problems:
+            raise contract.ContractError(f"{dest.name}: the exported artifact disagrees with its own metadata: "
+                                         + "; ".join(problems))
         if check:
             from toolkit.parity import check_parity, parity_sizes_for
 
-            sizes = parity_sizes or parity_sizes_for(spec.sizes, spec.precision, model.config.stride)
+            sizes = parity_sizes or parity_sizes_for(requested_sizes, spec.precision, stride, target.name)
             parity = check_parity(reference, tmp, spec.target, spec.precision, sizes)
     record = {
         "file": str(dest),
         "target": spec.target,
         "precision": spec.precision,
-        "sizes": [list(s) for s in spec.sizes] or "dynamic",
+        "sizes": intent["sizes"],
         "bytes": size_of(dest),
         "sha256": sha256_of(dest),
         "parity": parity,
@@ -180,18 +156,22 @@ def export_artifact(model, spec: ExportSpec, dest: str | Path, check: bool = Tru
         record["deploy_rewrite"] = rewrite
         if parity:
             parity["reference"] = "trained net" if reference is trained else "deploy form"
-    _write_contract(record, spec)
+    contract.write_contract(record, spec)
     return record
 
 
-def _write_contract(record: dict, spec: ExportSpec) -> None:
-    try:
-        contract = importlib.import_module("toolkit.export.contract")
-    except ModuleNotFoundError as exc:
-        if exc.name != "toolkit.export.contract":
-            raise
-        return  # the contract sidecar module has not landed yet
-    contract.write_contract(record, spec)
+def deploy_fidelity(trained, deployed) -> dict:
+    """How close the deploy form stays to the trained net on the parity photos (whole frame, 256x256)."""
+    import numpy as np
+    import torch
+
+    from toolkit.parity import PARITY_IMAGES, json_float, parity_images, psnr
+
+    with torch.no_grad():
+        pairs = [(trained(torch.from_numpy(x)).numpy(), deployed(torch.from_numpy(x)).numpy())
+                 for x in parity_images((256, 256), PARITY_IMAGES)]
+    return {"psnr_db_vs_trained": json_float(min(psnr(a, b) for a, b in pairs)),
+            "max_abs_diff": float(max(np.abs(a - b).max() for a, b in pairs))}
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -223,6 +203,6 @@ def load_runner(path: str | Path, threads: int = 1, provider: str = "cpu") -> Ru
     return _load(path, threads=threads, provider=provider)
 
 
-__all__ = ["CAMERA_SIZES", "FORMATS", "ExportSpec", "Runner", "Target", "all_precisions", "artifact_metadata",
-           "artifact_path", "check_precision", "check_sizes", "export_artifact", "get_target", "load_runner",
-           "parse_size", "read_metadata", "target_for_path"]
+__all__ = ["CAMERA_SIZES", "FORMATS", "INPUT_NAME", "OUTPUT_NAME", "ExportSpec", "Runner", "Size", "Target",
+           "all_precisions", "artifact_metadata", "artifact_path", "check_sizes", "export_artifact", "get_target",
+           "load_runner", "parse_size", "read_metadata", "target_for_path"]

@@ -28,16 +28,16 @@ import json
 from pathlib import Path
 
 from toolkit.errors import UserError
+from toolkit.formats import FORMATS
 from toolkit.fsutil import write_json
 
 CONTRACT_VERSION = 1
 CONTRACT_SUFFIX = ".contract.json"
 MAX_STRIDE = 8  # 2 ** max(ArchConfig.down_stages): a size that is a multiple of 8 suits every preset
 
-# (input, output) layout of each target's exporter: ONNX keeps torch's NCHW, litert-torch exports NHWC I/O, and
-# CoreML takes an RGB image (scaled by 1/255 inside the model) and returns an NCHW tensor. The contract test holds
-# this table against real artifacts, so a change in an exporter shows up there.
-TARGET_LAYOUTS = {"onnx": ("NCHW", "NCHW"), "tflite": ("NHWC", "NHWC"), "coreml": ("IMAGE", "NCHW")}
+
+class ContractError(UserError):
+    """An exported artifact disagrees with the contract its own metadata implies (a bug in an exporter)."""
 
 
 def contract_path(artifact: str | Path) -> Path:
@@ -57,15 +57,10 @@ def _stride(metadata: dict) -> int:
     return MAX_STRIDE
 
 
-def _sizes(record: dict, spec, stride: int) -> list[list[int]]:
+def _sizes(record: dict, spec) -> list[list[int]]:
     sizes = record.get("sizes")
     if sizes is None or isinstance(sizes, str):  # the export record says "dynamic"
         sizes = spec.sizes or ()
-    if not sizes and record.get("target", spec.target) == "coreml":
-        # CoreML has no unbounded image sizes: without --size its exporter enumerates the camera sizes.
-        from toolkit.export.coreml import CAMERA_SIZES
-
-        sizes = [s for s in CAMERA_SIZES if s[0] % stride == 0 and s[1] % stride == 0]
     return [[int(h), int(w)] for h, w in sizes]
 
 
@@ -77,21 +72,16 @@ def build_contract(record: dict, spec, artifact: Path) -> dict:
     """The contract for one exported artifact, as a dict (see the module docstring for the fields)."""
     meta = dict(spec.metadata or {})
     target = record.get("target", spec.target)
-    if target not in TARGET_LAYOUTS:
-        raise UserError(f"no model contract for target '{target}' (known: {', '.join(TARGET_LAYOUTS)})")
-    in_layout, out_layout = TARGET_LAYOUTS[target]
-    from toolkit.export import INPUT_NAME, OUTPUT_NAME
-
-    in_name = meta.get("input_name", INPUT_NAME)
-    out_name = meta.get("output_name", OUTPUT_NAME)
-    precision = record.get("precision", spec.precision)
-    in_dtype = out_dtype = "float32"
-    if target == "coreml" and precision != "fp32":
-        out_dtype = "float16"  # CoreML programs that compute in fp16 (iOS 16+) return fp16 tensors
-    if target == "tflite" and precision == "int8":
-        in_dtype = "int8"      # litert-torch's PT2E int8 export quantises the input (the output stays float32)
+    if target not in FORMATS:
+        raise UserError(f"no model contract for target '{target}' (known: {', '.join(FORMATS)})")
+    row = FORMATS[target]
+    in_layout, out_layout = row.input_layout, row.output_layout
+    in_name = meta.get("input_name", row.input_name)
+    out_name = meta.get("output_name", row.output_name)
+    precision = row.precision(record.get("precision", spec.precision))
+    in_dtype, out_dtype = precision.input_dtype, precision.output_dtype
     stride = _stride(meta)
-    sizes = _sizes(record, spec, stride)
+    sizes = _sizes(record, spec)
 
     inp = _tensor(in_name, in_layout, "image" if in_layout == "IMAGE" else in_dtype)
     inp.update(dynamic=not sizes, sizes=sizes, size_multiple=stride)

@@ -1,9 +1,10 @@
 """CoreML export: trace -> ML Program (.mlpackage) with an RGB image input and a [0,1] NCHW tensor output.
 
-Precisions: fp32 / fp16 (compute precision), int8 (per-channel linear weight quantization) and k-means weight
-palettization at 6, 4, 2 and 1 bits (coremltools.optimize.coreml; the 1- and 2-bit ones are Art'Em-style low-bit).
-Compressed precisions compute in FLOAT16, as phones run them. Everything targets iOS 16 / macOS 13, the first
-release with fp16 I/O and the constexpr weight-decompression ops.
+The precision rows of toolkit.formats drive it: `compute` picks the compute precision (FLOAT32 / FLOAT16), `weights`
+the weight compression (int8: per-channel linear quantization; palette: k-means palettization to `palette_bits`,
+coremltools.optimize.coreml; the 1- and 2-bit ones are Art'Em-style low-bit). Without --size one package holds the
+target's enumerated sizes (its SizePolicy). Everything targets iOS 16 / macOS 13, the first release with fp16 I/O
+and the constexpr weight-decompression ops.
 
 fp16 safety: instance norm is scale invariant, so before tracing an fp16 export the conv feeding each instance norm is
 rescaled by a power of two (exact in floating point) and its epsilon by the square, keeping the pre-norm activations
@@ -19,21 +20,18 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from toolkit.config import to_dict
-from toolkit.errors import UserError, did_you_mean, require
+from toolkit.errors import UserError, require
 from toolkit.export.base import ExportSpec, Size
+from toolkit.formats import Precision, get_target
 
-PRECISIONS: Tuple[str, ...] = ("fp32", "fp16", "int8", "palettize6", "palettize4", "palettize2", "palettize1")
-INPUT_NAME = "image"
-OUTPUT_NAME = "stylized"
-# Exported when no --size is given: portrait/landscape camera frames and square crops.
-CAMERA_SIZES: Tuple[Size, ...] = ((480, 640), (640, 480), (720, 1280), (1280, 720), (256, 256), (512, 512))
+TARGET = get_target("coreml")
 # Pre-norm activations are scaled down until |x| stays below this: its square (the variance's summand) is then
 # 2**14, far under fp16's 65504, with headroom for the mean of squares and the image-to-image spread.
 FP16_SAFE_ACTIVATION = 128.0
@@ -43,12 +41,13 @@ EXTRA = "coreml"
 def export(model, spec: ExportSpec, dest: Path) -> None:
     """Write an ML Program package at `dest` (a directory; only its contents are written)."""
     ct = require("coremltools", EXTRA)
-    precision = check_precision(spec.precision)
+    row = TARGET.precision(spec.precision)
     stride = model.config.stride
-    sizes = check_sizes(spec.sizes, stride) if spec.sizes else tuple(s for s in CAMERA_SIZES
-                                                                      if s[0] % stride == 0 and s[1] % stride == 0)
+    sizes = tuple(dict.fromkeys(tuple(s) for s in spec.sizes)) or TARGET.size_policy.sizes_for(stride)
+    if not sizes:
+        raise UserError(f"none of CoreML's default sizes suits the net's stride {stride}; pass --size")
     model = copy.deepcopy(model).eval().float()
-    if precision != "fp32":
+    if row.compute != "float32":
         model = fp16_safe_copy(model)
     # The graph has no size-dependent ops, so a small example traces it; the converter gets the real shapes.
     example = torch.rand(1, 3, 8 * stride, 8 * stride)
@@ -56,15 +55,15 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
         traced = torch.jit.trace(model, example, check_trace=False)
     mlmodel = ct.convert(
         traced,
-        inputs=[ct.ImageType(name=INPUT_NAME, shape=input_shape(ct, sizes), scale=1 / 255.0,
+        inputs=[ct.ImageType(name=TARGET.input_name, shape=input_shape(ct, sizes), scale=1 / 255.0,
                              color_layout=ct.colorlayout.RGB)],
-        outputs=[ct.TensorType(name=OUTPUT_NAME)],
+        outputs=[ct.TensorType(name=TARGET.output_name)],
         convert_to="mlprogram",
-        compute_precision=ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16,
+        compute_precision=ct.precision.FLOAT32 if row.compute == "float32" else ct.precision.FLOAT16,
         minimum_deployment_target=ct.target.iOS16,
     )
-    mlmodel = compress(mlmodel, precision)
-    describe(mlmodel, model, spec, precision, sizes)
+    mlmodel = compress(mlmodel, row)
+    describe(mlmodel, model, spec, row, sizes)
     with tempfile.TemporaryDirectory(prefix="toolkit-coreml-") as tmp:
         saved = Path(tmp) / "model.mlpackage"  # coremltools insists on the suffix; the caller names `dest`
         mlmodel.save(str(saved))
@@ -72,36 +71,24 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
         shutil.copytree(saved, dest, dirs_exist_ok=True)
 
 
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise UserError(f"coreml cannot export precision '{precision}'{did_you_mean(precision, PRECISIONS)}")
-    return precision
-
-
-def check_sizes(sizes: Sequence[Size], stride: int) -> Tuple[Size, ...]:
-    for h, w in sizes:
-        if h <= 0 or w <= 0 or h % stride or w % stride:
-            raise UserError(f"size {h}x{w} is not a positive multiple of the net's stride {stride}; "
-                            f"use e.g. {max(stride, h // stride * stride)}x{max(stride, w // stride * stride)}")
-    return tuple((int(h), int(w)) for h, w in dict.fromkeys(sizes))
-
-
 def input_shape(ct, sizes: Tuple[Size, ...]):
     shapes = [(1, 3, h, w) for h, w in sizes]
     return shapes[0] if len(shapes) == 1 else ct.EnumeratedShapes(shapes=shapes, default=shapes[0])
 
 
-def compress(mlmodel, precision: str):
+def compress(mlmodel, row: Precision):
     """Weight compression of the converted program; every conv weight is compressed, however small the net."""
-    if precision in ("fp32", "fp16"):
+    if row.weights in ("float32", "float16"):
         return mlmodel
     cto = require("coremltools.optimize.coreml", EXTRA)
-    if precision == "int8":
+    if row.weights == "int8":
         op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                                 weight_threshold=1)
         config = cto.OptimizationConfig(op_type_configs={"conv": op_config, "conv_transpose": op_config})
         return cto.linear_quantize_weights(mlmodel, config)
-    nbits = int(precision.removeprefix("palettize"))
+    if row.weights != "palette":
+        raise UserError(f"coreml cannot store weights as {row.weights} (precision {row.name})")
+    nbits = row.palette_bits
     if nbits in (1, 2):
         require("sklearn", EXTRA)  # k-means; coremltools fails late and vaguely without it
     op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=nbits, granularity="per_tensor", weight_threshold=1)
@@ -119,34 +106,38 @@ def _output_convs(mlmodel) -> list[str]:
     return [op.name for op in ops if op.op_type in ("conv", "conv_transpose")][-1:]
 
 
-def describe(mlmodel, model, spec: ExportSpec, precision: str, sizes: Tuple[Size, ...]) -> None:
-    """Author/description/license/version plus user metadata that makes the artifact describe itself."""
+def describe(mlmodel, model, spec: ExportSpec, row: Precision, sizes: Tuple[Size, ...]) -> None:
+    """Author/description/licence/version plus user metadata that makes the artifact describe itself, true to the
+    spec it writes: the enumerated sizes, the output dtype the precision computes in, the style's licence."""
     from toolkit import __version__
+    from toolkit.formats import sizes_text
 
+    dtype = row.output_dtype.upper()  # FLOAT32 | FLOAT16, as CoreML names its multiarray types
     mlmodel.author = str(spec.metadata.get("author", "toolkit"))
     mlmodel.short_description = str(spec.metadata.get(
-        "description", f"Style transfer '{spec.style}': RGB image in, stylised RGB out (NCHW float32 in [0, 1])."))
-    mlmodel.license = str(spec.metadata.get("license", "see the style's license"))
+        "description", f"Style transfer '{spec.style}': RGB image in, stylised RGB out (NCHW {dtype} in [0, 1])."))
+    mlmodel.license = str(spec.metadata.get("licence", "unknown: the style's licence was not given at export"))
     mlmodel.version = str(spec.metadata.get("version", __version__))
     meta = {
         "style": spec.style,
         "arch": json.dumps(to_dict(model.config), sort_keys=True),
         "toolkit_version": __version__,
         "target": "coreml",
-        "precision": precision,
-        "sizes": ",".join(f"{h}x{w}" for h, w in sizes),
+        "precision": row.name,
         "stride": str(model.config.stride),
-        "input_layout": "IMAGE",
+        "input_layout": TARGET.input_layout,
         "input_range": "RGB 0..255, scaled by 1/255 inside the model",
-        "output_layout": "NCHW",
-        "output_range": "[0,1] float RGB",
+        "output_layout": TARGET.output_layout,
+        "output_range": f"[0,1] {row.output_dtype} RGB",
     }
-    # The caller's metadata (toolkit.export.artifact_metadata) wins: it is the same for every target.
+    # The caller's metadata (toolkit.export.artifact_metadata) is the same for every target; `sizes` is what this
+    # package really holds (the spec's enumerated shapes), whatever the caller wrote.
     meta.update({key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)
                  for key, value in spec.metadata.items()})
+    meta["sizes"] = sizes_text(sizes)
     mlmodel.user_defined_metadata.update(meta)
-    mlmodel.input_description[INPUT_NAME] = "RGB image; sides must be multiples of the net's stride"
-    mlmodel.output_description[OUTPUT_NAME] = "stylised image, NCHW float in [0, 1]"
+    mlmodel.input_description[TARGET.input_name] = "RGB image; sides must be multiples of the net's stride"
+    mlmodel.output_description[TARGET.output_name] = f"stylised image, NCHW {dtype} in [0, 1]"
 
 
 # ---------------------------------------------------------------------------------------------------- fp16 safety

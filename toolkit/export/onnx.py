@@ -16,9 +16,11 @@ import torch
 
 from toolkit.errors import UserError, require
 from toolkit.export.base import ExportSpec
+from toolkit.formats import get_target
 
 log = logging.getLogger(__name__)
 
+TARGET = get_target("onnx")
 OPSET = 18
 # int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Measured by
 # benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float, every layout interleaved): u8 activations are the
@@ -32,14 +34,16 @@ INT8_FORMAT = "qdq_u8"  # what exports write; benchmarks/onnx_int8_format.py set
 
 
 def export(model, spec: ExportSpec, dest: Path) -> None:
+    """Dispatch on the precision row (toolkit.formats): float16 compute, static int8, or float."""
+    row = TARGET.precision(spec.precision)
     onnx = require("onnx", "onnx")
     require("onnxscript", "onnx")
     model_proto = _export_float(model, spec)
-    if spec.precision == "fp16":
+    if row.compute == "float16":
         model_proto = _to_fp16(model_proto)
     metadata = dict(spec.metadata)
-    if spec.precision == "int8":
-        model_proto = _to_int8(model_proto, model, spec)
+    if row.compute == "int8":
+        model_proto = _prune_opset_imports(_to_int8(model_proto, model, spec))
         metadata["int8_layout"] = INT8_FORMAT
     del model_proto.metadata_props[:]
     for key, value in sorted(metadata.items()):
@@ -61,7 +65,7 @@ def _export_float(model, spec: ExportSpec):
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, example, dynamo=True, opset_version=OPSET, external_data=False,
-                                    input_names=["image"], output_names=["stylized"],
+                                    input_names=[TARGET.input_name], output_names=[TARGET.output_name],
                                     dynamic_shapes=dynamic_shapes, verbose=False)
     program.optimize()
     return _simplify(program.model_proto)
@@ -118,6 +122,18 @@ def _to_int8(model_proto, model, spec: ExportSpec):
         return onnx.load_model(str(out))
 
 
+def _prune_opset_imports(model_proto):
+    """Keep only the opset domains some node uses (the default domain always): onnxruntime's quantiser declares
+    ai.onnx.ml, com.microsoft and others whatever the graph holds, which tells a runtime it needs them."""
+    used = {node.domain or "" for node in model_proto.graph.node} | {""}
+    for function in model_proto.functions:
+        used |= {node.domain or "" for node in function.node} | {function.domain}
+    kept = [op for op in model_proto.opset_import if (op.domain or "") in used]
+    del model_proto.opset_import[:]
+    model_proto.opset_import.extend(kept)
+    return model_proto
+
+
 def _stem_convs(model_proto) -> list[str]:
     """The convs reading the image itself stay float: 3 input channels gain nothing from int8, and their outputs
     feed instance norm, which divides each channel by its own std -- a low-variance channel magnifies the per-tensor
@@ -137,7 +153,7 @@ class _Reader:
 
     def get_next(self):
         x = next(self._it, None)
-        return None if x is None else {"image": x}
+        return None if x is None else {TARGET.input_name: x}
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -41,21 +41,22 @@ class NHWCWrapper(nn.Module):
 
 
 def export(model, spec: ExportSpec, dest: Path) -> None:
+    """Dispatch on the precision row (toolkit.formats): static int8, dynamic int8, float16 weights, or float."""
+    from toolkit.formats import get_precision
+
+    row = get_precision("tflite", spec.precision)  # an unknown precision fails here, naming the ones there are
     require("litert_torch", "tflite")
     if len(spec.sizes) != 1:
         raise UserError("tflite exports one fixed size per file; pass exactly one --size")
     size = tuple(spec.sizes[0])
-    if spec.precision == "fp32":
-        flatbuffer = _convert_float(model, size)
-    elif spec.precision == "fp16":
-        flatbuffer = _fp16_weights(_convert_float(model, size))
-    elif spec.precision == "int8":
+    if row.compute == "int8":
         flatbuffer = _convert_int8(model, size, spec)
-    elif spec.precision == "int8_dynamic":
+    elif row.compute == "int8_dynamic":
         flatbuffer = _dynamic_int8(_convert_float(model, size))
+    elif row.weights == "float16":
+        flatbuffer = _fp16_weights(_convert_float(model, size))
     else:
-        raise UserError(f"tflite cannot export precision {spec.precision}; "
-                        "it supports fp32, fp16, int8, int8_dynamic")
+        flatbuffer = _convert_float(model, size)
     dest.write_bytes(_with_metadata(flatbuffer, spec.metadata))
 
 

@@ -14,8 +14,9 @@ from typing import Tuple
 import numpy as np
 
 from toolkit.errors import UserError, require, unknown
-from toolkit.export.base import Size
-from toolkit.export.coreml import INPUT_NAME, OUTPUT_NAME
+from toolkit.formats import FORMATS, Size
+
+INPUT_NAME, OUTPUT_NAME = FORMATS["coreml"].input_name, FORMATS["coreml"].output_name
 # provider -> coremltools ComputeUnit name
 COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "ane": "CPU_AND_NE", "all": "ALL"}
 
