@@ -234,3 +234,46 @@ def test_int8_files_run_on_aarch64_kernels_within_tolerance(tmp_path):
     assert {r.runtime.split()[0] for r in results} <= {"onnxruntime", "ai-edge-litert"}
     done = json.loads((tmp_path / "jobs" / "onnxruntime.cortex-a76.done.json").read_text())
     assert {d["machine"] for d in done.values()} == {"aarch64"}
+
+
+# --- localising where aarch64 and x86 part (toolkit.bench.arm_localize) ---------------------------------------------
+
+def _qdq_relu_onnx(path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.01])
+    zero = helper.make_tensor("z", TensorProto.INT8, [], [0])
+    nodes = [helper.make_node("QuantizeLinear", ["image", "s", "z"], ["q0"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["q0", "s", "z"], ["d0"], name="dq_in"),
+             helper.make_node("Relu", ["d0"], ["r"], name="act"),
+             helper.make_node("QuantizeLinear", ["r", "s", "z"], ["q1"], name="q_act"),
+             helper.make_node("DequantizeLinear", ["q1", "s", "z"], ["stylized"], name="dq_out")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("stylized", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [scale, zero])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+def test_int8_onnx_copy_exposes_each_quantised_activation_named_by_its_op(tmp_path):
+    from toolkit.bench.arm_localize import exposed_copy
+
+    _qdq_relu_onnx(tmp_path / "m.onnx")
+    order = exposed_copy(tmp_path / "m.onnx", tmp_path / "m.exposed.onnx")
+    assert order == [("q0", "input image"), ("q1", "Relu act"), ("stylized", "graph output stylized")]
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(tmp_path / "m.exposed.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["stylized", "q0", "q1"]
+
+
+def test_divergence_is_named_at_the_first_op_that_differs_and_where_it_grows():
+    from toolkit.bench.arm_localize import compare_tensors, summarise
+
+    x86 = {"a": np.zeros(100, np.int8), "b": np.zeros(100, np.int8), "c": np.zeros(100, np.int8)}
+    arm = {"a": np.zeros(100, np.int8), "b": np.r_[np.ones(2), np.zeros(98)].astype(np.int8),
+           "c": np.r_[3 * np.ones(40), np.zeros(60)].astype(np.int8)}
+    diffs = compare_tensors(x86, arm, [("a", "Conv c1"), ("b", "Relu r1"), ("c", "Conv c2")])
+    assert [d.differing for d in diffs] == [0.0, 0.02, 0.4] and diffs[2].max_abs == 3
+    text = summarise(diffs)
+    assert text.startswith("first differs at Relu r1") and "grows most at Conv c2" in text and "max 3 LSB" in text
+    assert summarise(diffs[:1]) == "every exposed tensor is identical on aarch64 and x86"

@@ -495,6 +495,22 @@ def rows_from_json(path: str | Path) -> list:
     return [r.to_row() for r in results_from_json(path)[0]]
 
 
+def name_diverging_ops(results: Sequence[ArmResult], exported: Path, env_json: str, log=print) -> None:
+    """For each ONNX file that ran on aarch64 and missed its tolerance, add the op where aarch64 and x86 first part
+    (toolkit.bench.arm_localize) to its failures."""
+    from toolkit.bench.arm_localize import localize, summarise
+
+    for r in results:
+        if r.passed or r.case.target != "onnx" or r.vs_torch is None:
+            continue
+        try:
+            diffs = localize(exported / r.case.artifact, r.cpu, r.case.size, env_json)
+            r.failures.append(f"vs x86 by op: {summarise(diffs)}")
+        except UserError as exc:
+            r.failures.append(f"diverging op not found: {exc}")
+        log(f"  localised {r.case.artifact} on {r.cpu}: {r.failures[-1]}")
+
+
 def _emulator(qemu_version: str) -> str:
     """'qemu-aarch64 version 7.2.22 (Debian ...)' -> 'qemu-aarch64 7.2.22 user mode'."""
     return (qemu_version.split(" (")[0].replace(" version", "") or "qemu-aarch64") + " user mode"
@@ -566,6 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.monotonic()
         results = run_parity(env, exported, cases, photos, args.cpus, Path(args.workdir))
         elapsed = time.monotonic() - t0
+        name_diverging_ops(results, Path(args.exported), args.env)
         write_reports(results, Path(args.md), Path(args.json), env, photos, elapsed)
         if args.rows:
             print(markdown_table([r.to_row() for r in results]), end="")

@@ -4,7 +4,9 @@ and, under qemu, on the emulated arm64 Python, so both sides go through the same
 
     python -m toolkit.bench.arm_worker JOBS.json
 
-JOBS.json is a list of {"artifact": path, "inputs": [.npy], "outputs": [.npy]}. After each artifact the worker
+JOBS.json is a list of {"artifact": path, "inputs": [.npy], "outputs": [.npy]}; with "all_outputs": true (an ONNX
+file, see toolkit.bench.arm_localize) every graph output of the first input is saved as one .npz. After each
+artifact the worker
 rewrites JOBS.done.json ({artifact: {"ok", "error", "runtime", "version"}}), so a runtime that crashes the process
 (a segfault in a kernel) still leaves what finished and names the artifact it died on.
 """
@@ -36,6 +38,10 @@ def run_jobs(jobs_path: Path) -> dict:
         done[artifact] = {"ok": False, "error": "started, never finished (the process died here)"}
         _write(done_path(jobs_path), done)
         try:
+            if job.get("all_outputs"):
+                done[artifact] = save_all_outputs(artifact, job["inputs"][0], job["outputs"][0])
+                _write(done_path(jobs_path), done)
+                continue
             runner = load_runner(artifact, threads=1)
             for src, dest in zip(job["inputs"], job["outputs"]):
                 np.save(dest, runner(np.load(src)))
@@ -46,6 +52,21 @@ def run_jobs(jobs_path: Path) -> dict:
             done[artifact] = {"ok": False, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
         _write(done_path(jobs_path), done)
     return done
+
+
+def save_all_outputs(artifact: str, src: str, dest: str) -> dict:
+    """Every output of an ONNX file (one input), as the CPU provider computes them at 1 thread, into one .npz."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(artifact, opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, {session.get_inputs()[0].name: np.load(src)})
+    np.savez(dest, **dict(zip(names, values)))
+    return {"ok": True, "error": "", "runtime": "onnxruntime", "version": ort.__version__,
+            "machine": platform.machine()}
 
 
 def _write(path: Path, data: dict) -> None:
