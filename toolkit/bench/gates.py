@@ -24,7 +24,6 @@ Unknown keys, styles, presets, targets, providers and precisions are UserErrors 
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +61,6 @@ class Gate:
     @property
     def label(self) -> str:
         return self.name or f"{self.kind} {self.subject}"
-
-    @property
-    def measurement(self) -> tuple:
-        return (self.kind, self.subject, self.target, self.precision, self.size, self.provider, self.threads)
 
 
 @dataclass(frozen=True)
@@ -274,7 +269,3 @@ def gates_table(results: list[GateResult]) -> str:
                  str(r.attempts), "; ".join(r.failures).replace("|", "/"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def with_overrides(gate: Gate, **overrides) -> Gate:
-    return dataclasses.replace(gate, **{k: v for k, v in overrides.items() if v is not None})

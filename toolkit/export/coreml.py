@@ -49,10 +49,12 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
     model = copy.deepcopy(model).eval().float()
     if row.compute != "float32":
         model = fp16_safe_copy(model)
-    # The graph has no size-dependent ops, so a small example traces it; the converter gets the real shapes.
+    # The graph has no size-dependent ops, so a small example traces it; the converter gets the real shapes. Every
+    # enumerated size is a multiple of the stride, so the net's pad-to-stride-and-crop path (for any other size) is
+    # left out: jit.trace would record its shape arithmetic, which the converter cannot take.
     example = torch.rand(1, 3, 8 * stride, 8 * stride)
     with torch.no_grad():
-        traced = torch.jit.trace(model, example, check_trace=False)
+        traced = torch.jit.trace(_StrideAligned(model), example, check_trace=False)
     mlmodel = ct.convert(
         traced,
         inputs=[ct.ImageType(name=TARGET.input_name, shape=input_shape(ct, sizes), scale=1 / 255.0,
@@ -69,6 +71,17 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
         mlmodel.save(str(saved))
         Path(dest).mkdir(parents=True, exist_ok=True)
         shutil.copytree(saved, dest, dirs_exist_ok=True)
+
+
+class _StrideAligned(nn.Module):
+    """The net for inputs whose sides are multiples of its stride (TransformerNet._forward, without pad and crop)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net._forward(x) if hasattr(self.net, "_forward") else self.net(x)
 
 
 def input_shape(ct, sizes: Tuple[Size, ...]):
