@@ -1,5 +1,7 @@
 """TFLite export with litert-torch: one file per fixed size, NHWC float32 I/O (input `image`, output `stylized`).
 
+Every precision converts the net's NHWC twin (toolkit/export/nhwc.py: instance norm as mean/var over H, W, edge pads
+as slices + concat, PixelShuffle as DEPTH_TO_SPACE), so the graph has no layout transposes and XNNPACK takes all of it.
 fp32: litert-torch straight from torch. fp16: the fp32 flatbuffer with float16 weights (ai-edge-quantizer
 FLOAT_CASTING; compute stays float32 on CPU, GPU delegates run it in fp16). int8: litert-torch PT2E static
 quantisation (per-channel int8 weights, int8 activations) calibrated on real photos. int8_dynamic: dynamic-range
@@ -24,6 +26,7 @@ from torch import nn
 
 from toolkit.errors import UserError, require
 from toolkit.export.base import ExportSpec
+from toolkit.export.nhwc import float_norm_quantizer, float_outputs, fuse_depth_to_space, nhwc_twin
 
 log = logging.getLogger(__name__)
 METADATA_NAME = "toolkit"
@@ -103,7 +106,7 @@ def _convert_float_uncached(model, size) -> bytes:
     sample = {"image": torch.rand(1, h, w, 3)}
     try:
         with _quiet(), torch.no_grad():
-            converted = litert_torch.convert(NHWCWrapper(model).eval(), sample_kwargs=sample)
+            converted = litert_torch.convert(NHWCWrapper(nhwc_twin(model)).eval(), sample_kwargs=sample)
     except Exception as exc:  # litert-torch raises many internal types; name the knobs so the user can change them
         raise UserError(f"litert-torch cannot convert this net ({type(exc).__name__}: {str(exc)[:160]}); "
                         f"arch knobs: upsample={model.config.upsample}, padding={model.config.padding}, "
@@ -112,7 +115,7 @@ def _convert_float_uncached(model, size) -> bytes:
         path = Path(tmp) / "model.tflite"
         with _quiet():
             converted.export(str(path))
-        return path.read_bytes()
+        return fuse_depth_to_space(path.read_bytes())
 
 
 def _fp16_weights(flatbuffer: bytes) -> bytes:
@@ -148,11 +151,10 @@ def _convert_int8(model, size, spec: ExportSpec) -> bytes:
     from toolkit.export.calibration import calibration_images
 
     images = calibration_images(spec.calibration, size, model.config.stride)
-    wrapper = NHWCWrapper(equalise_norm_inputs(model, images)).eval()
+    wrapper = NHWCWrapper(nhwc_twin(equalise_norm_inputs(model, images))).eval()
     h, w = size
     sample = {"image": torch.rand(1, h, w, 3)}
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    quantizer = float_norm_quantizer(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
     try:
         with _quiet(), torch.no_grad():
             graph = torch.export.export(wrapper, (), sample).module()
@@ -164,7 +166,7 @@ def _convert_int8(model, size, spec: ExportSpec) -> bytes:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.tflite"
                 converted.export(str(path))
-                return path.read_bytes()
+                return float_outputs(fuse_depth_to_space(path.read_bytes()))
     except UserError:
         raise
     except Exception as exc:  # see _convert_float_uncached

@@ -1,0 +1,154 @@
+"""The TFLite exporter converts an NHWC twin of the net (toolkit/export/nhwc.py): the same function, and a graph with
+no layout transposes, DEPTH_TO_SPACE for the pixel shuffle, pads as slices + concat, all of it XNNPACK's."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import natural_image, tiny_model
+from toolkit.models import ARCHS, TransformerNet, arch_config
+
+needs_litert = pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
+                                  reason="litert-torch is not installed (pip install 'toolkit[tflite]')")
+
+
+def mini(preset: str, **overrides):
+    cfg = dataclasses.replace(arch_config(preset), **overrides)
+    return dataclasses.replace(cfg, widths=tuple(max(4, w // 4) for w in cfg.widths),
+                               res_blocks=min(cfg.res_blocks, 2))
+
+
+def shipped_deploy_form(head_padding="replicate"):
+    """nano_fine as the exporters receive it: the bilinear head already folded into a half-res conv + PixelShuffle
+    (the fold itself is toolkit/models/deploy.py's; its weights do not matter here)."""
+    return tiny_model(dataclasses.replace(arch_config("nano_fine"), head="shuffle", head_padding=head_padding))
+
+
+def _images(h, w, n=2):
+    return [torch.from_numpy(natural_image(h, w, seed=i).transpose(2, 0, 1)[None].copy()) for i in range(n)]
+
+
+@pytest.mark.parametrize("preset", ARCHS.names())
+def test_twin_computes_the_same_function_as_every_preset(preset):
+    from toolkit.export.nhwc import nhwc_twin
+
+    model = tiny_model(mini(preset))
+    twin = nhwc_twin(model)
+    with torch.no_grad():
+        for x in _images(32, 48):
+            assert (twin(x) - model(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("padding", ["reflect", "replicate", "zero"])
+def test_twin_keeps_pads_and_the_pixel_shuffle_exact(padding):
+    from toolkit.export.nhwc import DepthToSpace, EdgePad, InstanceNormStats, nhwc_twin
+
+    model = tiny_model(dataclasses.replace(arch_config("nano_fine"), head="shuffle", padding=padding,
+                                           head_padding=padding))
+    twin = nhwc_twin(model)
+    kinds = {type(m) for m in twin.modules()}
+    assert DepthToSpace in kinds and InstanceNormStats in kinds and (EdgePad in kinds) == (padding != "zero")
+    assert not kinds & {torch.nn.InstanceNorm2d, torch.nn.PixelShuffle, torch.nn.ReflectionPad2d,
+                        torch.nn.ReplicationPad2d}
+    with torch.no_grad():
+        for x in _images(40, 56):
+            assert (twin(x) - model(x)).abs().max().item() <= 1e-5
+
+
+def test_edge_pad_is_torch_padding():
+    from toolkit.export.nhwc import EdgePad
+
+    x = torch.rand(1, 3, 7, 9)
+    for mode in ("reflect", "replicate"):
+        for padding in ((1, 1, 1, 1), (4, 4, 4, 4), (0, 3, 0, 2)):
+            want = torch.nn.functional.pad(x, padding, mode=mode)
+            assert torch.equal(EdgePad(padding, mode)(x), want)
+
+
+@pytest.fixture(scope="module")
+def fp32_tflite(tmp_path_factory):
+    """The exporter's fp32 flatbuffer of nano_fine's deploy form at a non-square size, written to a file."""
+    if importlib.util.find_spec("litert_torch") is None:
+        pytest.skip("litert-torch is not installed (pip install 'toolkit[tflite]')")
+    from toolkit.export.tflite import _convert_float_uncached
+
+    model = shipped_deploy_form()
+    path = tmp_path_factory.mktemp("nhwc") / "nano_fine.64x96.tflite"
+    path.write_bytes(_convert_float_uncached(model, (64, 96)))
+    return model, path
+
+
+@needs_litert
+def test_tflite_graph_has_no_layout_transposes_and_one_depth_to_space(fp32_tflite):
+    from toolkit.export.nhwc import op_counts
+
+    model, path = fp32_tflite
+    ops = op_counts(path.read_bytes())
+    norms = sum(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules())
+    assert "TRANSPOSE" not in ops, ops  # none around the norms, none for the pixel shuffle, none at the I/O
+    assert ops.get("DEPTH_TO_SPACE") == 1, ops
+    assert "MIRROR_PAD" not in ops and "PAD" not in ops, ops
+    assert ops["MEAN"] == 4 * norms and ops["RSQRT"] == norms, ops
+    assert ops["CONV_2D"] == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()), ops
+
+
+@needs_litert
+def test_tflite_fp32_equals_the_torch_net(fp32_tflite):
+    from toolkit.parity import check_parity
+
+    model, path = fp32_tflite
+    result = check_parity(model, path, "tflite", "fp32", [(64, 96)])  # raises on a miss
+    assert result["max_abs"] <= 1e-4
+
+
+@needs_litert
+def test_litert_runs_the_whole_tflite_graph_on_xnnpack(fp32_tflite):
+    from toolkit.export.nhwc import fully_accelerated
+
+    _, path = fp32_tflite
+    accelerated = fully_accelerated(path)
+    if accelerated is None:
+        pytest.skip("this ai-edge-litert has no CompiledModel API (what litert-benchmark reports with)")
+    assert accelerated
+
+
+@needs_litert
+def test_depth_to_space_fusion_leaves_other_reshapes_alone(fp32_tflite):
+    from toolkit.export.nhwc import fuse_depth_to_space
+
+    _, path = fp32_tflite
+    data = path.read_bytes()
+    assert fuse_depth_to_space(data) == data  # already fused: nothing left to match
+
+
+@pytest.mark.slow
+@needs_litert
+def test_tflite_int8_stays_nhwc_with_float_norms_int8_input_and_float_output(tmp_path):
+    from PIL import Image
+
+    from toolkit.export import ExportSpec, artifact_path, export_artifact
+    from toolkit.export.nhwc import fully_accelerated, op_counts
+    from toolkit.runtime import load_runner
+
+    photos = tmp_path / "calib"
+    photos.mkdir()
+    for i in range(8):
+        Image.fromarray((natural_image(64, 96, seed=10 + i) * 255).astype(np.uint8)).save(photos / f"c{i}.png")
+    model = shipped_deploy_form()
+    dest = artifact_path(tmp_path, "t", "tflite", "int8", (64, 96))
+    spec = ExportSpec(target="tflite", precision="int8", sizes=((64, 96),), style="t", calibration=(str(photos),))
+    record = export_artifact(model, spec, dest)
+    assert record["parity"]["min_psnr_db"] >= 30
+    ops = op_counts(dest.read_bytes())
+    assert "TRANSPOSE" not in ops and ops.get("DEPTH_TO_SPACE") == 1, ops
+    runner = load_runner(dest)
+    details = runner.interpreter
+    assert details.get_input_details()[0]["dtype"] == np.int8
+    assert details.get_output_details()[0]["dtype"] == np.float32
+    if (accelerated := fully_accelerated(dest)) is not None:
+        assert accelerated

@@ -1,0 +1,373 @@
+"""The TFLite exporter's NHWC-native twin of a TransformerNet, and the graph checks that prove it stayed NHWC.
+
+litert-torch's layout pass runs a 4-D op in NHWC when it knows how to (convs, resizes, mean/var over H and W, slices,
+concats, elementwise ops) and brackets every other op with TRANSPOSEs. Three layers of the net fall outside it:
+
+- `nn.InstanceNorm2d` decomposes through a (1, N*C, H*W) view: 2 full-resolution TRANSPOSEs per norm (28 in nano_fine);
+- reflect / replicate pads lower to MIRROR_PAD, which XNNPACK does not take, so LiteRT runs the graph in pieces
+  ("Fully accelerated: False");
+- `nn.PixelShuffle` decomposes into 3 reshapes + 3 transposes at full resolution.
+
+`nhwc_twin` returns a copy of the net that computes the same function with layers the pass keeps in NHWC: instance
+norm as mean / variance over H, W; a pad of p pixels as p one-pixel slices concatenated on each side (exact for
+reflect and replicate, and SLICE / CONCATENATION are XNNPACK ops); PixelShuffle as a depth-to-space whose conv writes
+its channels in TFLite's DEPTH_TO_SPACE order, which `fuse_depth_to_space` turns into that one op after conversion.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class InstanceNormStats(nn.Module):
+    """nn.InstanceNorm2d (no running stats) written as mean and variance over H, W, which the layout pass keeps in
+    NHWC. Two-pass variance, as torch computes it (E[x^2] - E[x]^2 loses digits when the mean is large)."""
+
+    def __init__(self, norm: nn.InstanceNorm2d):
+        super().__init__()
+        self.eps = float(norm.eps)
+        c = norm.num_features
+        weight = norm.weight.detach() if norm.affine else torch.ones(c)
+        bias = norm.bias.detach() if norm.affine else torch.zeros(c)
+        self.register_buffer("weight", weight.reshape(1, c, 1, 1).clone())
+        self.register_buffer("bias", bias.reshape(1, c, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = _spatial_mean(x)
+        centred = x - mean
+        var = _spatial_mean(centred * centred)
+        return centred * (torch.rsqrt(var + self.eps) * self.weight) + self.bias
+
+
+def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """Mean over W, then over H: XNNPACK sums a reduction in one running float32 sum, which over a whole 240x320
+    plane drifted 1e-3 from torch on a flat channel; row means first keep each sum a few hundred terms long."""
+    return x.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
+
+
+class EdgePad(nn.Module):
+    """Reflect or replicate padding as one-pixel slices concatenated around the tensor (SLICE + CONCATENATION,
+    which XNNPACK runs, where MIRROR_PAD falls back to the interpreter)."""
+
+    def __init__(self, padding: tuple[int, int, int, int], mode: str):
+        super().__init__()
+        if mode not in ("reflect", "replicate"):
+            raise ValueError(f"EdgePad mode must be reflect or replicate, got {mode!r}")
+        self.padding = tuple(int(p) for p in padding)  # left, right, top, bottom (as nn.ReflectionPad2d)
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left, right, top, bottom = self.padding
+        return _pad_dim(_pad_dim(x, 2, top, bottom, self.mode), 3, left, right, self.mode)
+
+
+def _pad_dim(x: torch.Tensor, dim: int, before: int, after: int, mode: str) -> torch.Tensor:
+    if not (before or after):
+        return x
+    n = x.shape[dim]
+    if mode == "reflect":  # pixel i outside the edge mirrors pixel i inside it (the edge itself is not repeated)
+        head = [x.narrow(dim, i, 1) for i in range(before, 0, -1)]
+        tail = [x.narrow(dim, n - 1 - i, 1) for i in range(1, after + 1)]
+    else:
+        head = [x.narrow(dim, 0, 1)] * before
+        tail = [x.narrow(dim, n - 1, 1)] * after
+    return torch.cat(head + [x] + tail, dim=dim)
+
+
+class DepthToSpace(nn.Module):
+    """nn.PixelShuffle(r) for an input whose channels come in TFLite's DEPTH_TO_SPACE order ((i * r + j) * C + c
+    instead of PixelShuffle's c * r * r + i * r + j), written on the NHWC tensor: a rank-6 reshape, transpose and
+    reshape that `fuse_depth_to_space` replaces by DEPTH_TO_SPACE after conversion."""
+
+    def __init__(self, block: int):
+        super().__init__()
+        self.block = int(block)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        r = self.block
+        y = x.permute(0, 2, 3, 1).reshape(n, h, w, r, r, c // (r * r))
+        y = y.permute(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c // (r * r))
+        return y.permute(0, 3, 1, 2)
+
+
+class AlignedInput(nn.Module):
+    """Pads a side that is not a multiple of the net's stride by reflection at the bottom / right and crops the
+    output back (what TransformerNet does inside, but with EdgePad so the graph stays XNNPACK's)."""
+
+    def __init__(self, net: nn.Module, stride: int):
+        super().__init__()
+        self.net, self.stride = net, int(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % self.stride, (-w) % self.stride
+        if not (ph or pw):
+            return self.net(x)
+        return self.net(EdgePad((0, pw, 0, ph), "reflect")(x))[..., :h, :w]
+
+
+def nhwc_twin(net: nn.Module) -> nn.Module:
+    """A copy of `net` (a TransformerNet, usually its deploy form; eval mode) that computes the same function and
+    that litert-torch lowers to an NHWC graph with no layout transposes and only XNNPACK ops."""
+    twin = copy.deepcopy(net).eval()
+    _rewrite(twin)
+    stride = getattr(getattr(net, "config", None), "stride", 1)
+    return AlignedInput(twin, stride).eval()
+
+
+def _rewrite(module: nn.Module) -> None:
+    children = list(module.named_children())
+    for k, (name, child) in enumerate(children):
+        if isinstance(child, nn.InstanceNorm2d) and not child.track_running_stats:
+            setattr(module, name, InstanceNormStats(child))
+        elif isinstance(child, nn.ReflectionPad2d):
+            setattr(module, name, EdgePad(child.padding, "reflect"))
+        elif isinstance(child, nn.ReplicationPad2d):
+            setattr(module, name, EdgePad(child.padding, "replicate"))
+        elif isinstance(child, nn.PixelShuffle) and k and _to_depth_to_space_order(children[k - 1][1],
+                                                                                     child.upscale_factor):
+            setattr(module, name, DepthToSpace(child.upscale_factor))
+        else:
+            _rewrite(child)
+
+
+@torch.no_grad()
+def _to_depth_to_space_order(previous: nn.Module, r: int) -> bool:
+    """Reorder the output channels of the conv that feeds a PixelShuffle(r) into DEPTH_TO_SPACE's order."""
+    convs = [m for m in ([previous] if isinstance(previous, nn.Conv2d) else previous.modules())
+             if isinstance(m, nn.Conv2d)]
+    if not convs or convs[-1].out_channels % (r * r):
+        return False
+    conv = convs[-1]
+    order = torch.arange(conv.out_channels).reshape(-1, r * r).t().reshape(-1)  # DCR slot q*C + c <- c*r*r + q
+    conv.weight.copy_(conv.weight[order].clone())
+    if conv.bias is not None:
+        conv.bias.copy_(conv.bias[order].clone())
+    return True
+
+
+def float_norm_quantizer(config):
+    """litert-torch's PT2E quantizer with `config` everywhere but inside the twin's instance norms, which stay float
+    (as nn.InstanceNorm2d did, being no op PT2E annotates): int8 mean, centring and squaring crushed the variance of
+    quiet channels (starry_night 17 dB at 480x640). The convs around a norm still read and write int8."""
+    from litert_torch.quantize import pt2e_quantizer
+
+    class FloatNormQuantizer(pt2e_quantizer.PT2EQuantizer):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                if _inside(node, InstanceNormStats):
+                    node.meta.pop("quantization_annotation", None)
+            return model
+
+    return FloatNormQuantizer().set_global(config)
+
+
+def _inside(node, module_type: type) -> bool:
+    for entry in (node.meta.get("nn_module_stack") or {}).values():
+        kind = entry[1] if isinstance(entry, tuple) else entry
+        if kind is module_type or (isinstance(kind, str) and kind.endswith(f".{module_type.__qualname__}")):
+            return True
+    return False
+
+
+# ---- the converted graph -------------------------------------------------------------------------------------------
+
+def _schema():
+    from toolkit.errors import require
+
+    return require("ai_edge_litert.schema_py_generated", "tflite")
+
+
+def _op_names() -> dict[int, str]:
+    schema = _schema()
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _code(opcode) -> int:
+    return max(opcode.builtinCode, opcode.deprecatedBuiltinCode)
+
+
+def op_counts(flatbuffer: bytes) -> dict[str, int]:
+    """{"CONV_2D": 14, ...} over the main subgraph, most frequent first."""
+    schema, names = _schema(), _op_names()
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    counts: collections.Counter = collections.Counter()
+    for i in range(graph.OperatorsLength()):
+        opcode = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+        code = max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())
+        counts[names.get(code, str(code))] += 1
+    return dict(counts.most_common())
+
+
+def fuse_depth_to_space(flatbuffer: bytes) -> bytes:
+    """Replace each RESHAPE (1,H,W,r,r,C) -> TRANSPOSE (0,1,3,2,4,5) -> RESHAPE (1,H*r,W*r,C) chain (what
+    DepthToSpace lowers to) by one DEPTH_TO_SPACE(r): the same element order by definition, one pass instead of three.
+    The quantisation of the chain's ends is kept (int8 reshapes and transposes keep their input's scale)."""
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    graph = model.subgraphs[0]
+    ops, tensors = graph.operators, graph.tensors
+    names = _op_names()
+
+    def name(op) -> str:
+        return names.get(_code(model.operatorCodes[op.opcodeIndex]), "")
+
+    consumers: dict[int, list[int]] = collections.defaultdict(list)
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            consumers[int(t)].append(i)
+
+    def only_consumer(tensor: int, kind: str):
+        users = consumers.get(tensor, [])
+        return users[0] if len(users) == 1 and name(ops[users[0]]) == kind else None
+
+    def perm_of(op) -> list[int] | None:
+        buf = model.buffers[tensors[op.inputs[1]].buffer]
+        if buf.data is None:
+            return None
+        dtype = np.int64 if tensors[op.inputs[1]].type == schema.TensorType.INT64 else np.int32
+        return np.frombuffer(bytes(bytearray(buf.data)), dtype=dtype).tolist()
+
+    fused: list[tuple[int, int, int, int]] = []  # (first op, last op, block, dtype)
+    for i, op in enumerate(ops):
+        if name(op) != "RESHAPE":
+            continue
+        mid = list(tensors[op.outputs[0]].shape)
+        if len(mid) != 6 or mid[3] != mid[4] or list(tensors[op.inputs[0]].shape) != mid[:3] + [mid[3] * mid[4] * mid[5]]:
+            continue
+        t = only_consumer(int(op.outputs[0]), "TRANSPOSE")
+        if t is None or perm_of(ops[t]) != [0, 1, 3, 2, 4, 5]:
+            continue
+        j = only_consumer(int(ops[t].outputs[0]), "RESHAPE")
+        if j is None:
+            continue
+        n, h, w, r, _, c = mid
+        if list(tensors[ops[j].outputs[0]].shape) != [n, h * r, w * r, c]:
+            continue
+        fused.append((i, t, j, r))
+    if not fused:
+        return flatbuffer
+
+    code = schema.BuiltinOperator.DEPTH_TO_SPACE
+    existing = [k for k, oc in enumerate(model.operatorCodes) if _code(oc) == code]
+    if existing:
+        opcode_index = existing[0]
+    else:
+        opcode = schema.OperatorCodeT()
+        opcode.builtinCode = opcode.deprecatedBuiltinCode = code
+        opcode.version = 1
+        model.operatorCodes.append(opcode)
+        opcode_index = len(model.operatorCodes) - 1
+    drop = set()
+    for first, t, last, r in fused:
+        d2s = schema.OperatorT()
+        d2s.opcodeIndex = opcode_index
+        d2s.inputs = [ops[first].inputs[0]]
+        d2s.outputs = [ops[last].outputs[0]]
+        d2s.builtinOptionsType = schema.BuiltinOptions.DepthToSpaceOptions
+        d2s.builtinOptions = schema.DepthToSpaceOptionsT()
+        d2s.builtinOptions.blockSize = r
+        if tensors[d2s.inputs[0]].type in (schema.TensorType.INT8, schema.TensorType.UINT8):
+            model.operatorCodes[opcode_index].version = max(model.operatorCodes[opcode_index].version, 2)
+        ops[last] = d2s
+        drop.update((first, t))
+    graph.operators = [op for k, op in enumerate(ops) if k not in drop]
+    _drop_unused_tensors(model)
+    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def float_outputs(flatbuffer: bytes) -> bytes:
+    """Give every int8 / uint8 graph output a DEQUANTIZE to float32 (same name, same signature key): PT2E leaves the
+    output quantised when its last op is, but the int8 contract is int8 in, float32 out."""
+    import flatbuffers
+
+    schema = _schema()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    graph = model.subgraphs[0]
+    quantised = (schema.TensorType.INT8, schema.TensorType.UINT8)
+    outputs = [int(t) for t in graph.outputs if graph.tensors[int(t)].type in quantised]
+    if not outputs:
+        return flatbuffer
+    code = schema.BuiltinOperator.DEQUANTIZE
+    existing = [k for k, oc in enumerate(model.operatorCodes) if _code(oc) == code]
+    if existing:
+        opcode_index = existing[0]
+    else:
+        opcode = schema.OperatorCodeT()
+        opcode.builtinCode = opcode.deprecatedBuiltinCode = code
+        opcode.version = 2  # int8 input
+        model.operatorCodes.append(opcode)
+        opcode_index = len(model.operatorCodes) - 1
+    moved = {}
+    for old in outputs:
+        q = graph.tensors[old]
+        f = schema.TensorT()
+        f.name, f.shape, f.type = q.name, list(q.shape), schema.TensorType.FLOAT32
+        f.shapeSignature = list(q.shapeSignature) if q.shapeSignature is not None else None
+        empty = schema.BufferT()
+        model.buffers.append(empty)
+        f.buffer = len(model.buffers) - 1
+        q.name = (q.name.decode() if isinstance(q.name, bytes) else str(q.name)) + "_int8"
+        graph.tensors.append(f)
+        new = len(graph.tensors) - 1
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = opcode_index, [old], [new]
+        graph.operators.append(op)
+        moved[old] = new
+    graph.outputs = [moved.get(int(t), int(t)) for t in graph.outputs]
+    for sig in model.signatureDefs or []:
+        if sig.subgraphIndex == 0:
+            for entry in sig.outputs or []:
+                entry.tensorIndex = moved.get(int(entry.tensorIndex), int(entry.tensorIndex))
+    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _drop_unused_tensors(model) -> None:
+    """Remove tensors no op, graph input/output or signature refers to (the fused chains' intermediates)."""
+    graph = model.subgraphs[0]
+    used = {int(t) for op in graph.operators for t in list(op.inputs) + list(op.outputs)
+            + list(op.intermediates if op.intermediates is not None else []) if int(t) >= 0}
+    used |= {int(t) for t in list(graph.inputs) + list(graph.outputs)}
+    keep = sorted(used)
+    new_index = {old: new for new, old in enumerate(keep)}
+
+    def remap(indices):
+        return [new_index[int(t)] if int(t) >= 0 else -1 for t in indices]
+
+    for op in graph.operators:
+        op.inputs, op.outputs = remap(op.inputs), remap(op.outputs)
+        if op.intermediates is not None:
+            op.intermediates = remap(op.intermediates)
+    graph.inputs, graph.outputs = remap(graph.inputs), remap(graph.outputs)
+    graph.tensors = [graph.tensors[k] for k in keep]
+    for sig in model.signatureDefs or []:
+        if sig.subgraphIndex == 0:
+            for entry in list(sig.inputs or []) + list(sig.outputs or []):
+                entry.tensorIndex = new_index[int(entry.tensorIndex)]
+
+
+def fully_accelerated(path: str | Path) -> bool | None:
+    """Whether LiteRT's CPU accelerator (XNNPACK) takes the whole graph, as `litert-benchmark` reports it; None when
+    this ai-edge-litert has no CompiledModel API."""
+    try:
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    except ImportError:
+        return None
+    model = CompiledModel.from_file(str(path), hardware_accel=HardwareAccelerator.CPU)
+    return bool(model.is_fully_accelerated())
