@@ -396,3 +396,44 @@ def test_int8_equalisation_before_instance_norm_keeps_the_function_and_evens_the
         stem = equalised.stem[0](x).std(dim=(2, 3))[0]
     assert float(stem.max() / stem.min()) < 2.0
     assert len(conv_norm_pairs(equalised)) == len(conv_norm_pairs(model))
+
+
+def test_an_export_removes_staging_folders_that_killed_exports_left(ckpt, tmp_path):
+    import os
+    import subprocess
+    import time
+
+    out = tmp_path / "exported"
+    out.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = out / f".export-{dead.pid}-abc.tmp"          # its owner is gone
+    old = out / ".manifest.json.k2j3.tmp"                  # an older release's name (no pid), two hours old
+    live = out / f".export-{os.getppid()}-xyz.tmp"        # a live export's staging is left alone
+    for folder in (orphan, old, live):
+        (folder / "tiny").mkdir(parents=True)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert _cli_export(ckpt, out, "--target", "onnx") == 0
+    assert not orphan.exists() and not old.exists() and live.exists()
+
+
+def test_a_corrupt_manifest_is_reported_before_any_export(ckpt, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "manifest.json").write_text("{broken")
+    monkeypatch.setattr("toolkit.export.export_artifact", lambda *a, **k: pytest.fail("exported before checking"))
+    assert _cli_export(ckpt, out, "--target", "onnx") == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_a_manifest_corrupted_during_an_export_stops_it_before_any_artifact_lands(ckpt, tmp_path):
+    from toolkit.export.batch import StagedExport, plan_jobs
+
+    out = tmp_path / "exported"
+    with StagedExport(out) as stage:
+        record = stage.export(tiny_model(), "tiny", plan_jobs(["onnx"], ["fp32"], [(32, 48)], 4)[0])
+        (out / "manifest.json").write_text("{broken")   # e.g. a concurrent writer killed mid-way by an old release
+        with pytest.raises(UserError, match="not valid JSON"):
+            stage.commit([record])
+    assert sorted(p.name for p in out.iterdir()) == [".manifest.json.lock", "manifest.json"]

@@ -167,13 +167,12 @@ def test_a_failed_ship_leaves_the_zoo_as_it_was(tmp_path, monkeypatch):
     (tmp_path / "zoo").mkdir()
     ckpt = save_checkpoint(tmp_path / "t.safetensors", tiny_model(), {"name": "t", "train_config": {}})
 
-    def failing_export(style, out_dir):
+    def failing_export(model, style, metadata, stage):
         raise UserError("exporting t to onnx failed")
 
     monkeypatch.setattr(ship_module, "export_all", failing_export)
-    monkeypatch.setattr(ship_module, "package_checkpoint",
-                        lambda src, style, source, licence: save_checkpoint(tmp_path / "zoo" / f"{style}", tiny_model(),
-                                                                           {"name": style}))
+    monkeypatch.setattr(ship_module, "package_checkpoint", lambda src, style, source, licence, zoo_dir=None:
+                        save_checkpoint(tmp_path / "zoo" / f"{style}", tiny_model(), {"name": style}))
     with pytest.raises(UserError, match="failed"):
         ship_module.ship(ckpt, "newstyle", "src", "lic", None, tmp_path / "exported")
     assert list((tmp_path / "zoo").iterdir()) == []

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
+from toolkit.errors import UserError
 from toolkit.fsutil import sha256_of, size_of
 from toolkit.paths import REPO_ROOT
 from toolkit.stylize import stylize_tensor
@@ -131,3 +132,60 @@ def test_reshipping_a_zoo_style_keeps_its_training_record(tmp_path, monkeypatch)
     record = ship_mod.ship(packaged, "s", "a test pattern", "CC0", None, tmp_path / "exported", skip_export=True)
     assert record["training"]["steps"] == 7 and record["training"]["wall_time_s"] == pytest.approx(3.0)
     assert load_checkpoint(packaged).meta["training"] == record["training"]
+
+
+def _ship_fixture(tmp_path, monkeypatch):
+    """A tiny style shipped as ONNX fp32 only into tmp folders (no eval photos: no preview or look measures)."""
+    import toolkit.zoo.ship as ship_mod
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    src = save_checkpoint(tmp_path / "run" / "s.safetensors", tiny_model(),
+                          {"name": "s", "step": 3, "history": [], "train_config": {"arch": "tiny", "loss": {}}})
+    monkeypatch.setattr(ship_mod, "ZOO_DIR", zoo)
+    monkeypatch.setattr(ship_mod, "EXPORTS", (("onnx", ("fp32",)),))
+    monkeypatch.setattr(ship_mod, "eval_photos", lambda: [])
+    return ship_mod, src, zoo, tmp_path / "exported"
+
+
+def test_ship_exports_benches_and_records_through_the_library(tmp_path, monkeypatch):
+    from toolkit.export import read_metadata
+
+    ship_mod, src, zoo, out = _ship_fixture(tmp_path, monkeypatch)
+    monkeypatch.setattr("toolkit.cli.main", lambda *a: pytest.fail("ship must not drive the CLI"))
+    record = ship_mod.ship(src, "s", "a test pattern", "CC0 test", None, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["artifacts"]["s/s.onnx"]
+    assert entry["parity"]["max_abs"] < 1e-3
+    assert entry["bench"]["fps"] > 0 and record["fps_480x640_onnx_1thread"]["s.onnx"] == entry["bench"]["fps"]
+    assert manifest["styles"]["s"]["licence"] == "CC0 test"
+    assert read_metadata(out / "s" / "s.onnx")["licence"] == "CC0 test"
+    assert (out / "README.md").is_file() and (zoo / "s.safetensors").is_file()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_ship_failing_after_its_exports_leaves_zoo_and_exported_as_they_were(tmp_path, monkeypatch):
+    ship_mod, src, zoo, out = _ship_fixture(tmp_path, monkeypatch)
+    out.mkdir()
+    (out / "manifest.json").write_text('{"format": "toolkit-manifest/1", "artifacts": {}}\n')
+    before = sorted(p.name for p in out.rglob("*"))
+
+    def failing_bench(files):
+        assert [f.name for f in files] == ["s.onnx"]  # the staged export was benched
+        raise UserError("benchmarking the exports failed")
+
+    monkeypatch.setattr(ship_mod, "bench_rows", failing_bench)
+    with pytest.raises(UserError, match="benchmarking"):
+        ship_mod.ship(src, "s", "a test pattern", "CC0", None, out)
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert (out / "manifest.json").read_text() == '{"format": "toolkit-manifest/1", "artifacts": {}}\n'
+    assert list(zoo.iterdir()) == []
+
+
+def test_a_corrupt_manifest_stops_ship_before_the_zoo_is_touched(tmp_path, monkeypatch):
+    ship_mod, src, zoo, out = _ship_fixture(tmp_path, monkeypatch)
+    out.mkdir()
+    (out / "manifest.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        ship_mod.ship(src, "s", "a test pattern", "CC0", None, out)
+    assert list(zoo.iterdir()) == [] and sorted(p.name for p in out.iterdir()) == ["manifest.json"]

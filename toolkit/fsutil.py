@@ -32,7 +32,8 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """
     dest = Path(dest)
     ensure_writable_dir(dest.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    # the pid lets a later export tell a killed writer's leftovers from a live one's (toolkit.export.batch)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent))
     try:
         tmp = staging / dest.name
         yield tmp

@@ -31,121 +31,31 @@ def _default_sizes(target) -> str:
     return f"one package holding {listed}" if policy.kind == "enumerated" else f"one file each at {listed}"
 
 
-def plan(args, stride: int) -> list[tuple]:
-    """(target, precision, sizes) for every artifact to write; every bad choice is rejected before any export."""
-    from toolkit.errors import UserError, unknown
-    from toolkit.export import FORMATS, check_sizes, get_target, parse_size
+def plan(args, stride: int) -> list:
+    """The export jobs the arguments ask for; every bad choice is rejected before any export."""
+    from toolkit.export import parse_size
+    from toolkit.export.batch import plan_jobs
 
-    names = args.target or ["onnx"]
-    if "all" in names:
-        names = list(FORMATS)
-    for name in names:
-        if name not in FORMATS:
-            raise unknown("export target", name, list(FORMATS) + ["all"])
-    targets = [get_target(n) for n in dict.fromkeys(names)]
-    precisions = list(dict.fromkeys(args.precision or ["fp32"]))
-    sizes = [parse_size(s) for s in args.size or []]
-    check_sizes(sizes, stride)
-    jobs = []
-    for target in targets:
-        for precision in precisions:
-            target.precision(precision)
-            if not target.one_size_per_file and not sizes:
-                jobs.append((target, precision, ()))  # dynamic, or the enumerated sizes in one file
-            else:
-                for size in sizes or target.size_policy.sizes:
-                    if size[0] % stride or size[1] % stride:
-                        raise UserError(f"{target.name} default size {size[0]}x{size[1]} is not a multiple of the "
-                                        f"net's stride {stride}; pass --size")
-                    jobs.append((target, precision, (size,)))
-    return jobs
-
-
-def check_backends(targets) -> None:
-    """Fail before exporting anything when a target's backend is missing (names the pip extra)."""
-    import importlib.util
-
-    from toolkit.errors import MissingBackendError
-
-    needs = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "coreml": ("coremltools",),
-             "tflite": ("litert_torch", "ai_edge_litert")}
-    for target in targets:
-        for module in needs.get(target.name, ()):
-            if importlib.util.find_spec(module) is None:
-                raise MissingBackendError(module, target.extra)
+    return plan_jobs(args.target or ["onnx"], args.precision or ["fp32"], [parse_size(s) for s in args.size or []],
+                     stride)
 
 
 def run(args) -> int:
-    import shutil
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from toolkit.export import ExportSpec, artifact_path, export_artifact
-    from toolkit.export.calibration import calibration_paths
-    from toolkit.fsutil import ensure_writable_dir
-    from toolkit.manifest import update_manifest
+    from toolkit.export.batch import export_style
+    from toolkit.manifest import manifest_path
     from toolkit.zoo import load_style
 
     ckpt = load_style(args.style, args.checkpoint)
     model = ckpt.model.eval()
     style = args.style or ckpt.name
     jobs = plan(args, model.config.stride)
-    check_backends({j[0] for j in jobs})
-    if any(target.precision(precision).calibrated for target, precision, _ in jobs):
-        calibration_paths(args.calibration or ())
     # Every artifact carries the style's licence (CoreML's license field, the other targets' metadata).
     metadata = {"licence": ckpt.meta["licence"]} if ckpt.meta.get("licence") else {}
-    out = ensure_writable_dir(args.out)
-    # Everything is written into a staging folder first and moved into place only when every artifact passed, so a
-    # failure leaves neither new files nor a changed manifest.
-    staging = Path(tempfile.mkdtemp(prefix=".export-", suffix=".tmp", dir=out))
-    records = []
-    try:
-        for i, (target, precision, sizes) in enumerate(jobs, 1):
-            label = f"{target.name} {precision} {'x'.join(map(str, sizes[0])) if sizes else target.size_policy.kind}"
-            print(f"[{i}/{len(jobs)}] {label} ...", flush=True)
-            spec = ExportSpec(target=target.name, precision=precision, sizes=sizes, style=style, metadata=metadata,
-                              calibration=tuple(args.calibration or ()))
-            start = time.perf_counter()
-            dest = artifact_path(staging, style, target.name, precision, sizes[0] if sizes else None)
-            record = export_artifact(model, spec, dest, check=not args.no_check)
-            record["seconds"] = round(time.perf_counter() - start, 1)
-            records.append(record)
-            print(f"      ok  {_describe(record)}", flush=True)
-        for record in records:
-            record["file"] = str(_move_into_place(Path(record["file"]), staging, out))
-        manifest = update_manifest(out, [{k: v for k, v in r.items() if k != "seconds"} for r in records])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    records = export_style(model, style, jobs, args.out, metadata, calibration=tuple(args.calibration or ()),
+                           check=not args.no_check, log=lambda line: print(line, flush=True))
     print(_summary(records))
-    print(f"manifest: {manifest}")
+    print(f"manifest: {manifest_path(args.out)}")
     return 0
-
-
-def _move_into_place(path, staging, out):
-    """Move an artifact and its sidecars (<name>.*) from the staging folder to the same place under `out`."""
-    import os
-    import shutil
-
-    final = out / path.relative_to(staging)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for item in sorted(path.parent.glob(path.name + "*")):
-        dest = final.parent / item.name
-        if item.is_dir():
-            if dest.exists():
-                shutil.rmtree(dest)
-            item.rename(dest)
-        else:
-            os.replace(item, dest)
-    return final
-
-
-def _describe(record: dict) -> str:
-    parity = record.get("parity") or {}
-    numbers = f"max_abs {parity['max_abs']:.2g}, min PSNR {parity.get('min_psnr_db') or 'inf'} dB" if parity \
-        else "parity not checked"
-    return f"{record['bytes'] / 1e3:.0f} kB, {numbers}"
 
 
 def _summary(records: list[dict]) -> str:

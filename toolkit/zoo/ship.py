@@ -7,7 +7,6 @@ speed, render previews, and describe it all in exported/manifest.json and export
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -21,8 +20,7 @@ from toolkit.config import LossConfig
 from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
 from toolkit.errors import UserError
 from toolkit.flops import count_macs
-from toolkit.fsutil import atomic_path, write_json
-from toolkit.manifest import locked, manifest_path, read_manifest
+from toolkit.fsutil import atomic_path
 from toolkit.models import count_params
 from toolkit.paths import resolve_data_path, safe_name, shared_data
 from toolkit.stylize import stylize_tensor
@@ -126,30 +124,41 @@ def render_preview(model, photos: list[Path], dest: Path, style_image: Path | No
 
 
 def bench_rows(files: list[Path]) -> list[dict]:
-    """fps at 480x640, 1 thread, onnxruntime CPU (+ speed-up vs johnson2016 measured in the same run)."""
-    from toolkit.cli import main as cli
+    """fps at 480x640, 1 thread, onnxruntime CPU (+ speed-up vs johnson2016 measured in the same run), one dict per
+    row (LatencyRow.to_dict); `subject` is the file's name."""
+    from toolkit.bench.harness import Bench, BenchConfig, Subject
+    from toolkit.bench.report import markdown_table
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "rows.json"
-        code = cli(["bench", *map(str, files), "--threads", "1", "--sizes", "480x640", "--runs", "15",
-                    "--json", str(out)])
-        if code != 0:
-            raise UserError(f"benchmarking the exports failed (toolkit bench exited {code}, reason above)")
-        data = json.loads(out.read_text())
-    return data["rows"] if isinstance(data, dict) else data
+    config = BenchConfig(threads=(1,), sizes=((480, 640),), runs=15)
+    with tempfile.TemporaryDirectory(prefix="toolkit-bench-") as workdir:
+        rows = Bench(config, Path(workdir)).run([Subject(f.name, "artifact", path=f) for f in files])
+    print(markdown_table(rows), end="")
+    return [r.to_dict() for r in rows]
 
 
-def export_all(style: str, out_dir: Path) -> None:
-    from toolkit.cli import main as cli
+def export_jobs(stride: int) -> list:
+    """The artifacts every shipped style carries (EXPORTS), as export jobs."""
+    from toolkit.export.batch import plan_jobs
 
-    for target, precisions in EXPORTS:
-        args = ["export", "--style", style, "--target", target, "--out", str(out_dir)]
-        for p in precisions:
-            args += ["--precision", p]
-        code = cli(args)
-        if code != 0:
-            raise UserError(f"exporting {style} to {target} failed (toolkit export exited {code}, reason above); "
-                            "the zoo entry was restored")
+    return [job for target, precisions in EXPORTS for job in plan_jobs([target], precisions, [], stride)]
+
+
+def export_all(model, style: str, metadata: dict, stage) -> list[dict]:
+    """Export every artifact of EXPORTS into `stage` (a toolkit.export.batch.StagedExport); nothing lands until the
+    stage commits. Backends and calibration photos are checked before the first export."""
+    from toolkit.export.batch import check_backends, describe
+    from toolkit.export.calibration import calibration_paths
+
+    jobs = export_jobs(model.config.stride)
+    check_backends({job.target for job in jobs})
+    if any(job.target.precision(job.precision).calibrated for job in jobs):
+        calibration_paths(())
+    records = []
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job.label} ...", flush=True)
+        records.append(stage.export(model, style, job, metadata))
+        print(f"      ok  {describe(records[-1])}", flush=True)
+    return records
 
 
 @contextlib.contextmanager
@@ -173,47 +182,58 @@ def restored_on_failure(files: list[Path]):
 
 def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: Path | None,
          out_dir: Path = Path("exported"), skip_export: bool = False) -> dict:
+    """Package, export, preview, measure and record one style. Everything for exported/ is staged and lands in one
+    commit under the manifest lock; any failure leaves the zoo entry and exported/ as they were."""
+    from toolkit.export.batch import StagedExport
+
     packaged = ZOO_DIR / f"{safe_name(style, 'style')}.safetensors"
     if style_image is not None and not Path(style_image).is_file():
         raise UserError(f"--style-image {style_image} does not exist; pass the style image the net was trained on")
     load_checkpoint(checkpoint)  # a bad checkpoint fails here, before the zoo is touched
-    with restored_on_failure([packaged, packaged.with_suffix(".json")]):
+    out_dir = Path(out_dir)
+    # the stage checks the export folder and its manifest before the zoo is touched
+    with StagedExport(out_dir) as stage, restored_on_failure([packaged, packaged.with_suffix(".json")]):
         if not (packaged.exists() and Path(checkpoint).resolve() == packaged.resolve()):
-            package_checkpoint(checkpoint, style, source, licence)  # re-shipping a zoo style keeps its record
+            package_checkpoint(checkpoint, style, source, licence, ZOO_DIR)  # re-shipping a zoo style keeps its record
         ckpt = load_checkpoint(packaged)
         model = ckpt.model.eval()
-        if not skip_export:
-            export_all(style, out_dir)
-    photos = eval_photos()
-    style_image = style_image or resolve_data_path(ckpt.meta["train_config"].get("style_image", ""))
-    record = {
-        "arch": ckpt.meta["train_config"].get("arch"),
-        "params": count_params(model),
-        "macs_480x640": count_macs(model, 480, 640),
-        "macs_256x256": count_macs(model, 256, 256),
-        "style_source": source,
-        "licence": licence,
-        "train_command": ckpt.meta["train_command"],
-        "training": ckpt.meta["training"],
-    }
-    if "fine_tuned_from" in ckpt.meta:
-        record["fine_tuned_from"] = ckpt.meta["fine_tuned_from"]
-    if photos:
-        record["preview"] = f"{style}/preview.png"
-        render_preview(model, photos, out_dir / style / "preview.png", style_image if style_image.is_file() else None)
-        if style_image.is_file():
-            record["quality"] = quality(model, style_image, photos)
-    onnx_files = [out_dir / style / f"{style}.onnx", out_dir / style / f"{style}.int8.onnx"]
-    existing = [f for f in onnx_files if f.exists()]
-    names = {f.name for f in existing}
-    rows = [r for r in (bench_rows(existing) if existing else []) if Path(r["subject"]).name in names]
-    record["fps_480x640_onnx_1thread"] = {Path(r["subject"]).name: r.get("fps") for r in rows
-                                          if r.get("status") == "ok"}
-    with locked(out_dir):  # exports running beside this one update the same manifest
-        manifest = read_manifest(out_dir)
-        add_bench_and_record(manifest, style, record, rows)
-        write_json(manifest_path(out_dir), manifest)
-    write_gallery(out_dir, manifest)
+        # every artifact carries the style's licence, as `toolkit export --style` writes it
+        metadata = {"licence": ckpt.meta["licence"]} if ckpt.meta.get("licence") else {}
+        records = [] if skip_export else export_all(model, style, metadata, stage)
+        photos = eval_photos()
+        style_image = style_image or resolve_data_path(ckpt.meta["train_config"].get("style_image", ""))
+        record = {
+            "arch": ckpt.meta["train_config"].get("arch"),
+            "params": count_params(model),
+            "macs_480x640": count_macs(model, 480, 640),
+            "macs_256x256": count_macs(model, 256, 256),
+            "style_source": source,
+            "licence": licence,
+            "train_command": ckpt.meta["train_command"],
+            "training": ckpt.meta["training"],
+        }
+        if "fine_tuned_from" in ckpt.meta:
+            record["fine_tuned_from"] = ckpt.meta["fine_tuned_from"]
+        if photos:
+            record["preview"] = f"{style}/preview.png"
+            render_preview(model, photos, stage.path(f"{style}/preview.png"),
+                           style_image if style_image.is_file() else None)
+            if style_image.is_file():
+                record["quality"] = quality(model, style_image, photos)
+        # the new exports where this ship made them, else the ones already in place
+        onnx_names = [f"{style}.onnx", f"{style}.int8.onnx"]
+        existing = [f for f in (stage.path(f"{style}/{n}") if records else out_dir / style / n for n in onnx_names)
+                    if f.exists()]
+        names = {f.name for f in existing}
+        rows = [r for r in (bench_rows(existing) if existing else []) if Path(r["subject"]).name in names]
+        record["fps_480x640_onnx_1thread"] = {Path(r["subject"]).name: r.get("fps") for r in rows
+                                              if r.get("status") == "ok"}
+
+        def finish(manifest: dict) -> None:
+            add_bench_and_record(manifest, style, record, rows)
+            write_gallery(stage.staging, manifest)  # lands with the manifest
+
+        stage.commit(records, update=finish)
     return record
 
 
