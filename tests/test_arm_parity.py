@@ -70,6 +70,16 @@ def test_aarch64_output_far_from_x86_fails_even_when_torch_agrees():
     assert [f for f in r.failures if f.startswith("vs x86:")] and r.vs_torch.psnr_db == float("inf")
 
 
+def test_a_file_missing_its_tolerance_on_x86_too_says_so():
+    refs = [_out(0)]
+    outs = [_out(1, 0.1, refs[0])]                                                   # ~20 dB vs torch, both machines
+    r = judge(_result(target="tflite", precision="int8"), outs, outs, refs, refs)
+    assert not r.passed and r.x86_misses_too and r.verdict().startswith("FAIL, on x86 too (x86 vs torch 2")
+    assert manifest_fields([r], "qemu")["frost/frost.onnx"]["x86_misses_too"] is True
+    arm_only = judge(_result(target="tflite", precision="int8"), outs, refs, refs, refs)   # x86 equals torch
+    assert not arm_only.passed and not arm_only.x86_misses_too and arm_only.verdict().startswith("FAIL: vs torch")
+
+
 def test_a_file_without_x86_output_fails():
     ref = [_out(0)]
     r = judge(_result(), ref, None, ref, ref)
@@ -94,6 +104,8 @@ def test_saved_report_gives_the_same_rows(tmp_path):
     assert [r.to_dict() for r in results_from_json(js)[0]] == [r.to_dict() for r in results]
     text = md.read_text()
     assert "frost/frost.onnx" in text and "**FAIL**" in text and "fps" not in text.lower()
+    md.unlink()
+    assert main(["--report-from", str(js), "--md", str(md)]) == 0 and md.read_text() == text
 
 
 def test_qemu_command_runs_the_sysroot_python_with_one_runtime_site():
