@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -502,11 +503,78 @@ def test_eval_video_refuses_a_missing_style_image(tmp_path, tiny_checkpoint, cap
 def test_eval_video_strip_is_capped_in_width(tmp_path, tiny_checkpoint, monkeypatch):
     from PIL import Image
 
-    import toolkit.commands.eval_video as eval_video
+    import toolkit.video.evaluate as evaluate
     from toolkit.cli import main
 
-    monkeypatch.setattr(eval_video, "STRIP_MAX_WIDTH", 128)  # the 4-frame strip of 64-px frames is 256 wide
+    monkeypatch.setattr(evaluate, "STRIP_MAX_WIDTH", 128)  # the 4-frame strip of 64-px frames is 256 wide
     out = tmp_path / "report"
     assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(_panning_sintel(tmp_path / "s")),
                  "--clips", "-o", str(out)]) == 0
     assert Image.open(out / "video_strip.png").size == (128, 90)  # 256x180 halved
+
+
+WORKER_SCRIPT = """
+import itertools, sys
+import numpy as np
+
+if __name__ == "__main__":
+    sys.path.insert(0, sys.argv[1])
+    from conftest import tiny_model
+    from toolkit.video.stylize import _run_local, make_payload
+
+    frame = np.zeros((32, 32, 3), np.uint8)
+    tasks = (((i, frame, None), i) for i in itertools.count())  # endless: still running when killed
+    for n, _ in enumerate(_run_local(make_payload(tiny_model(), "torch", "tiny"), None, 2, 1, tasks)):
+        if n == 5:
+            print("running", flush=True)
+"""
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_video_workers_die_with_a_sigkilled_parent(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "video_run.py"
+    script.write_text(WORKER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(Path(__file__).parent)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        assert proc.stdout.readline().strip() == "running"
+        helpers = _descendants(proc.pid)  # the forkserver, 2 workers, the resource tracker
+        assert len(helpers) >= 3
+    finally:
+        proc.send_signal(signal.SIGKILL)   # no cleanup runs in the parent
+        proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(map(_running, helpers)):
+        time.sleep(0.1)
+    left = [p for p in helpers if _running(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"processes outlived their parent: {left}"

@@ -10,9 +10,26 @@ def add_arguments(p) -> None:
     src.add_argument("--checkpoint", help="a .safetensors checkpoint written by `toolkit train`")
     p.add_argument("-o", "--out-dir", default="stylized", help="output folder (default: stylized/)")
     p.add_argument("--size", type=int, help="run the net at this long side, then resize back to the input size")
-    from toolkit.video.stylize import add_video_arguments
-
     add_video_arguments(p)  # videos (.mp4/.mov/.mkv/.avi/.webm) or frame folders go to toolkit.video
+
+
+def add_video_arguments(p) -> None:
+    from toolkit.video.io import DEFAULT_X264_PRESET, X264_PRESETS
+    from toolkit.video.stylize import BACKENDS, ENGINES
+
+    g = p.add_argument_group("video (inputs ending in .mp4/.mov/.mkv/.avi/.webm, or folders of frames)")
+    g.add_argument("--backend", default="onnx", choices=BACKENDS,
+                   help="runtime in each worker: onnx (onnxruntime, default) or torch")
+    g.add_argument("--workers", type=int, default=1, help="worker processes, each with its own session (default 1)")
+    g.add_argument("--threads", type=int, default=1, help="runtime threads per worker (default 1)")
+    g.add_argument("--stabilize", action="store_true",
+                   help="blend each frame with the previous output warped by optical flow (less flicker)")
+    g.add_argument("--stabilize-weight", type=float, default=0.6, help="weight of the warped previous output")
+    g.add_argument("--engine", default="local", choices=ENGINES, help="local processes, or a Ray cluster")
+    g.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    g.add_argument("--encoder-preset", default=DEFAULT_X264_PRESET, choices=X264_PRESETS,
+                   help=f"libx264 preset (default {DEFAULT_X264_PRESET}: half of medium's CPU, slightly larger files)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
 def run(args) -> int:
@@ -29,11 +46,38 @@ def run(args) -> int:
 
         check_pixels(args.size, args.size, f"--size {args.size}")
     ckpt = load_style(args.style, args.checkpoint)
-    from toolkit.video.stylize import is_video_input, run_video_cli
+    from toolkit.video.stylize import is_video_input
 
     if any(is_video_input(p) for p in args.inputs):
-        return run_video_cli(args, ckpt)
+        return run_video(args, ckpt)
     written = stylize_files(ckpt.model, [Path(p) for p in args.inputs], Path(args.out_dir), ckpt.name, args.size)
     for path in written:
         print(path)
     return 0
+
+
+def run_video(args, ckpt) -> int:
+    """`toolkit stylize VIDEO... -o OUT.mp4|DIR`: one video -> OUT (a video path or a frame folder); several
+    videos -> DIR/<stem>.<style>.mp4. Every input and output is checked before the worker model is exported."""
+    import logging
+    from pathlib import Path
+
+    from toolkit.errors import UserError
+    from toolkit.video.io import is_video_path
+    from toolkit.video.stylize import make_payload, stylize_video, video_outputs
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    out = Path(args.out_dir)
+    pairs = video_outputs([Path(p) for p in args.inputs], out, ckpt.name,
+                          out_is_target=is_video_path(out) or args.out_dir != "stylized", overwrite=args.overwrite)
+    payload = make_payload(ckpt.model, args.backend, ckpt.name)
+    for src, dest in pairs:
+        stats = stylize_video(src, dest, payload=payload, workers=args.workers, threads=args.threads, size=args.size,
+                              stabilize=args.stabilize, stabilize_weight=args.stabilize_weight, engine=args.engine,
+                              address=args.address, overwrite=args.overwrite, encoder_preset=args.encoder_preset)
+        logging.getLogger("toolkit.video.stylize").info("%s: %d frames in %.1f s (%.1f frames/s)", dest, stats["frames"],
+                                                stats["seconds"], stats["fps"])
+        print(dest)
+    return 0
+

@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from toolkit.errors import UserError
-from toolkit.video.io import (DEFAULT_X264_PRESET, VIDEO_SUFFIXES, X264_PRESETS, VideoInfo, VideoWriter,
+from toolkit.video.io import (DEFAULT_X264_PRESET, VIDEO_SUFFIXES, VideoInfo, VideoWriter,
                               is_video_path, probe, read_frames)
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,37 @@ class FrameSlots:
         return np.frombuffer(self._raw[1], np.uint8).reshape(self.slots, *self.shape)
 
 
+def die_with_parent() -> None:
+    """Make this worker process end when the process that started it does, even on SIGKILL (which runs no cleanup):
+    Linux's parent-death signal (the forkserver parent exits when the main process dies), and on every platform a
+    thread that waits on multiprocessing's parent sentinel."""
+    import multiprocessing
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the sentinel thread below still covers it
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        parent.join()   # returns when the parent's end of the sentinel closes: it died
+        os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+    if not parent.is_alive():  # died before the watch began
+        os._exit(1)
+
+
 def _worker_main(payload: ModelPayload, size: int | None, threads: int, frames: FrameSlots, tasks, results) -> None:
+    die_with_parent()
     try:
         stylizer = FrameStylizer(payload, size, threads)
         inputs, outputs = frames.inputs, frames.outputs
@@ -360,6 +390,7 @@ def _run_ray(payload, size, workers, threads, task_iter, address: str | None, ch
 
 
 def check_output(src: Path, dest: Path, overwrite: bool) -> None:
+    """A video output path: a video suffix or a folder, not taken (unless `overwrite`), not the input."""
     if dest.suffix and not is_video_path(dest):
         raise UserError(f"output {dest} must end in {', '.join(VIDEO_SUFFIXES)} (or name a folder for PNG frames)")
     if dest.exists() and not overwrite:
@@ -431,43 +462,28 @@ def is_video_input(path: str | os.PathLike) -> bool:
     return is_video_path(path) or Path(path).is_dir()
 
 
-def add_video_arguments(p) -> None:
-    g = p.add_argument_group("video (inputs ending in .mp4/.mov/.mkv/.avi/.webm, or folders of frames)")
-    g.add_argument("--backend", default="onnx", choices=BACKENDS,
-                   help="runtime in each worker: onnx (onnxruntime, default) or torch")
-    g.add_argument("--workers", type=int, default=1, help="worker processes, each with its own session (default 1)")
-    g.add_argument("--threads", type=int, default=1, help="runtime threads per worker (default 1)")
-    g.add_argument("--stabilize", action="store_true",
-                   help="blend each frame with the previous output warped by optical flow (less flicker)")
-    g.add_argument("--stabilize-weight", type=float, default=0.6, help="weight of the warped previous output")
-    g.add_argument("--engine", default="local", choices=ENGINES, help="local processes, or a Ray cluster")
-    g.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    g.add_argument("--encoder-preset", default=DEFAULT_X264_PRESET, choices=X264_PRESETS,
-                   help=f"libx264 preset (default {DEFAULT_X264_PRESET}: half of medium's CPU, slightly larger files)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output")
+def video_outputs(inputs: list[Path], out: Path, style: str, out_is_target: bool, overwrite: bool = False) -> list:
+    """(source, destination) for each video input, every one checked before any work starts (a worker model takes
+    15-30 s to export): inputs exist and decode, outputs are free (or `overwrite`) in writable folders.
 
+    One input goes to `out` itself when `out_is_target` (a video path or a frame folder the user named); several go
+    to `out/<stem>.<style>.<suffix>`."""
+    from toolkit.fsutil import check_output_file
 
-def run_video_cli(args, ckpt) -> int:
-    """`toolkit stylize VIDEO... -o OUT.mp4|DIR`: one video -> OUT (a video path or a frame folder); several
-    videos -> DIR/<stem>.<style>.mp4."""
-    inputs = [Path(p) for p in args.inputs]
+    inputs = [Path(p) for p in inputs]
     if not all(is_video_input(p) for p in inputs):
         raise UserError("mix of images and videos; stylise them in separate runs")
-    out = Path(args.out_dir)
-    if len(inputs) == 1 and (is_video_path(out) or args.out_dir != "stylized"):
-        targets = [out]
+    if len(inputs) == 1 and out_is_target:
+        targets = [Path(out)]
     else:
         if is_video_path(out):
             raise UserError(f"{len(inputs)} videos need an output folder, not {out}")
-        targets = [out / f"{p.stem}.{ckpt.name}{p.suffix if is_video_path(p) else '.mp4'}" for p in inputs]
+        targets = [Path(out) / f"{p.stem}.{style}{p.suffix if is_video_path(p) else '.mp4'}" for p in inputs]
     for src, dest in zip(inputs, targets):
-        check_output(src, dest, args.overwrite)
-    payload = make_payload(ckpt.model, args.backend, ckpt.name)
-    for src, dest in zip(inputs, targets):
-        stats = stylize_video(src, dest, payload=payload, workers=args.workers, threads=args.threads, size=args.size,
-                              stabilize=args.stabilize, stabilize_weight=args.stabilize_weight, engine=args.engine,
-                              address=args.address, overwrite=args.overwrite,
-                              encoder_preset=args.encoder_preset)
-        log.info("%s: %d frames in %.1f s (%.1f frames/s)", dest, stats["frames"], stats["seconds"], stats["fps"])
-        print(dest)
-    return 0
+        if not src.exists():
+            raise UserError(f"input {src} does not exist; check the path")
+        check_output(src, dest, overwrite)
+        if not dest.is_dir():
+            check_output_file(dest)
+        probe(src)   # an undecodable input fails now
+    return list(zip(inputs, targets))
