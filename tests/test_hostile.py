@@ -194,3 +194,87 @@ def test_a_manifest_listing_a_file_outside_its_folder_is_refused_on_read(tmp_pat
     (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "artifacts": {"../../x.onnx": {}}}))
     with pytest.raises(UserError, match="outside its folder"):
         read_manifest(tmp_path)
+
+
+def _no_worker_export(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("a worker model was exported before the paths were checked")
+
+    monkeypatch.setattr("toolkit.video.stylize.make_payload", refuse)
+    monkeypatch.setattr("toolkit.bench.harness.Bench.run", refuse)
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("missing input", ["{tmp}/missing.mp4", "-o", "{tmp}/o.mp4"], "does not exist"),
+    ("output suffix", ["{frames}", "-o", "{tmp}/o.txt"], "must end in"),
+    ("output taken", ["{frames}", "-o", "{taken}"], "already exists"),
+    ("output under a file", ["{frames}", "-o", "{taken}/o.mp4"], "not a folder"),
+    ("output is the input", ["{frames}", "-o", "{frames}", "--overwrite"], "is the input"),
+    ("no workers", ["{frames}", "-o", "{tmp}/o.mp4", "--workers", "0"], "--workers must be >= 1"),
+    ("negative workers", ["{frames}", "-o", "{tmp}/o.mp4", "--workers", "-1"], "--workers must be >= 1"),
+    ("mixed inputs", ["{frames}", "{tmp}/x.png", "-o", "{tmp}/out"], "mix of images and videos"),
+])
+def test_stylize_video_checks_its_paths_before_exporting_a_worker_model(tmp_path, monkeypatch, capsys, tiny_checkpoint,
+                                                                         case, args, message):
+    from PIL import Image
+
+    from toolkit.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.new("RGB", (32, 32)).save(frames / "0001.png")
+    taken = tmp_path / "taken.mp4"
+    taken.write_bytes(b"x")
+    _no_worker_export(monkeypatch)
+    argv = [a.format(tmp=tmp_path, frames=frames, taken=taken) for a in args]
+    assert main(["stylize", *argv, "--checkpoint", str(tiny_checkpoint)]) == 2, case
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("json is a folder", ["--json", "{tmp}"], "is a folder"),
+    ("md under a file", ["--md", "{file}/t.md"], "not a folder"),
+    ("plot is a folder", ["--plot", "{tmp}"], "is a folder"),
+    ("missing artifact", ["{tmp}/missing.onnx"], "does not exist"),
+    ("zero threads", ["--threads", "0"], "threads must be >= 1"),
+    ("zero runs", ["--runs", "0"], "--runs must be >= 1"),
+])
+def test_bench_checks_its_paths_before_exporting_or_timing(tmp_path, monkeypatch, capsys, case, args, message):
+    from toolkit.cli import main
+
+    (tmp_path / "file").write_text("x")
+    _no_worker_export(monkeypatch)
+    argv = [a.format(tmp=tmp_path, file=tmp_path / "file") for a in args]
+    assert main(["bench", *argv, "--arch", "nano"]) == 2, case
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("no frames", ["--frames", "0"], "--frames must be >= 2"),
+    ("negative frames", ["--frames", "-1"], "--frames must be >= 2"),
+    ("zero size", ["--size", "0"], "too small"),
+    ("huge size", ["--size", "65536"], "MP limit"),
+    ("missing style image", ["--style-image", "{tmp}/nope.png"], "--style-image"),
+    ("report under a file", ["-o", "{file}/r"], "choose a writable path"),
+])
+def test_eval_video_refuses_bad_input_in_one_line(tmp_path, capsys, tiny_checkpoint, case, args, message):
+    from toolkit.cli import main
+
+    (tmp_path / "file").write_text("x")
+    argv = [a.format(tmp=tmp_path, file=tmp_path / "file") for a in args]
+    assert main(["eval-video", "--checkpoint", str(tiny_checkpoint), "--sintel", str(tmp_path), "--clips",
+                 *argv]) == 2, case
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_backend_warnings_are_kept_off_stderr_unless_verbose():
+    import logging
+
+    from toolkit.cli import main
+
+    assert main(["archs"]) == 0
+    for name in ("torch.onnx._internal.exporter._registration", "coremltools", "torchao"):
+        assert not logging.getLogger(name).isEnabledFor(logging.WARNING), name

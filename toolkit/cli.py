@@ -51,10 +51,28 @@ def one_line(exc: UserError) -> str:
     return text
 
 
+# Backends that log version nags and optional-kernel notices at WARNING on every export ("torchvision is not
+# installed", "Torch version ... has not been tested with coremltools", "Failed to load _MLModelProxy"): without
+# --verbose only their errors reach stderr, so a failing command's stderr is its one error line.
+QUIET_LOGGERS = ("torch.onnx", "torch.utils", "torch.export", "torch._export", "coremltools", "torchao",
+                 "onnxscript", "onnx_ir", "tensorflow", "absl", "litert_torch", "ai_edge_torch", "ai_edge_litert")
+
+
+def quiet_backends(verbose: bool) -> None:
+    import os
+
+    if not verbose and "TORCH_LOGS" not in os.environ:
+        # torch resets its registered loggers ("torch.onnx") when it is imported later: tell it through its own knob
+        os.environ["TORCH_LOGS"] = "-onnx"
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    quiet_backends(args.verbose)
     try:
         return int(args._run(args) or 0)
     except UserError as exc:

@@ -25,6 +25,22 @@ def ensure_writable_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail now, not after minutes of work, when `path` cannot be written: a folder in its place, or a parent that
+    is a file or not writable. Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; pass a file name, or move the folder away")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {path}: {parent} is not a folder; choose a writable path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: {parent} is not writable; choose a writable path")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield `<staging dir beside dest>/<dest.name>` (writers see the real name and suffix); on success rename what

@@ -96,7 +96,12 @@ def run(args) -> int:
     from toolkit.bench.report import markdown_table, write_reports
     from toolkit.errors import UserError
 
+    from toolkit.fsutil import check_output_file
+
     config = config_from_args(args)
+    for flag, path in (("--json", args.json), ("--md", args.md), ("--plot", args.plot)):
+        if path:  # before minutes of exporting and timing
+            check_output_file(path, flag)
     subjects = subjects_from_args(args)
     if not subjects and not args.gates:
         raise UserError("nothing to bench: pass --style NAME, --checkpoint PATH, --arch PRESET, ARTIFACT files "
