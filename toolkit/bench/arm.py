@@ -308,7 +308,8 @@ def _run_worker(command: list[str], jobs: list[dict], jobs_path: Path, timeout_s
 
 
 def torch_references(case: Case, inputs: Sequence[np.ndarray], cache: dict) -> tuple[list, list]:
-    """(deploy-form outputs, trained-model outputs) for a case's style on the inputs."""
+    """(deploy-form outputs, trained-model outputs) for a case's style on the inputs (the same photos for every
+    case of a run)."""
     import torch
 
     from toolkit.zoo import load_style
@@ -323,10 +324,12 @@ def torch_references(case: Case, inputs: Sequence[np.ndarray], cache: dict) -> t
     if case.style not in cache:
         trained = load_style(case.style).model.eval()
         cache[case.style] = (deploy_form(trained)[0].eval(), trained)
-    deployed, trained = cache[case.style]
-    with torch.no_grad():
-        return ([deployed(torch.from_numpy(x)).numpy() for x in inputs],
-                [trained(torch.from_numpy(x)).numpy() for x in inputs])
+    if (case.style, case.size) not in cache:  # every file of a style at a size shares them
+        deployed, trained = cache[case.style]
+        with torch.no_grad():
+            cache[(case.style, case.size)] = ([deployed(torch.from_numpy(x)).numpy() for x in inputs],
+                                              [trained(torch.from_numpy(x)).numpy() for x in inputs])
+    return cache[(case.style, case.size)]
 
 
 def run_parity(env: ArmEnv, exported: Path, cases: Sequence[Case], photos: Sequence[Path], cpus: Sequence[str],
