@@ -312,14 +312,8 @@ def torch_references(case: Case, inputs: Sequence[np.ndarray], cache: dict) -> t
     case of a run)."""
     import torch
 
+    from toolkit.models.deploy import deploy_form
     from toolkit.zoo import load_style
-
-    try:
-        from toolkit.models.deploy import deploy_form
-    except ModuleNotFoundError as exc:  # before deploy_form moved out of toolkit.compress.fold
-        if exc.name != "toolkit.models.deploy":
-            raise
-        from toolkit.compress.fold import deploy_form
 
     if case.style not in cache:
         trained = load_style(case.style).model.eval()
@@ -453,6 +447,26 @@ def update_manifest_field(exported: Path, fields: dict[str, dict], log=print) ->
     return written
 
 
+def summary_table(results: Sequence[ArmResult]) -> list[str]:
+    """One line per target x precision x runtime: checks passed and the PSNR ranges (worst photo per file)."""
+    def span(group, name):
+        values = [getattr(r, name).psnr_db for r in group if getattr(r, name) is not None]
+        if not values:
+            return "—"
+        lo, hi = min(values), max(values)
+        return _fmt_db(_db(lo)) if lo == hi else f"{_fmt_db(_db(lo))} – {_fmt_db(_db(hi))}"
+
+    lines = ["| target | precision | runtime | checks passed | PSNR vs x86 | PSNR vs torch | x86: PSNR vs torch |",
+             "|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[ArmResult]] = {}
+    for r in results:
+        groups.setdefault((r.case.target, r.case.precision, r.runtime), []).append(r)
+    for (target, precision, runtime), group in groups.items():
+        lines.append(f"| {target} | {precision} | {runtime} | {sum(r.passed for r in group)}/{len(group)} | "
+                     f"{span(group, 'vs_x86')} | {span(group, 'vs_torch')} | {span(group, 'x86_vs_torch')} |")
+    return lines
+
+
 def markdown_report(results: Sequence[ArmResult], env_line: str, elapsed_s: float) -> str:
     lines = ["# aarch64 parity (emulated)", "",
              "Each shipped file run on arm64 onnxruntime / LiteRT under qemu user-mode emulation and compared, per "
@@ -461,6 +475,7 @@ def markdown_report(results: Sequence[ArmResult], env_line: str, elapsed_s: floa
              "precision, against both references; PSNR (peak 1.0) is the worst over the photos. No timing: "
              "emulated speed means nothing.", "", env_line,
              f"{len(results)} checks, {sum(not r.passed for r in results)} failed, {elapsed_s:.0f} s.", "",
+             *summary_table(results), "",
              "| file | precision | size | runtime | CPU | PSNR vs x86 | max abs vs x86 | PSNR vs torch | "
              "max abs vs torch | PSNR vs trained | x86: PSNR vs torch | tolerance | result |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
