@@ -6,7 +6,7 @@ instead of hard-coding facts; the field names below are the ones they use, so re
     {
       "contract": 1, "style": "frost", "target": "onnx", "precision": "fp32", "file": "frost.onnx",
       "input":  {"name": "input", "layout": "NCHW", "dtype": "float32", "color": "RGB",
-                 "dynamic": true, "sizes": [], "size_multiple": 8,
+                 "dynamic": true, "sizes": [], "size_multiple": 1, "min_side": 8,
                  "scale": 1/255, "mean": [0, 0, 0], "std": [1, 1, 1], "range": [0, 1]},
       "output": {"name": "output", "layout": "NCHW", "dtype": "float32", "color": "RGB", "range": [0, 1]}
     }
@@ -84,7 +84,8 @@ def build_contract(record: dict, spec, artifact: Path) -> dict:
     sizes = _sizes(record, spec)
 
     inp = _tensor(in_name, in_layout, "image" if in_layout == "IMAGE" else in_dtype)
-    inp.update(dynamic=not sizes, sizes=sizes, size_multiple=stride)
+    # A dynamic-size artifact pads to the net's stride and crops back inside its graph: any side >= 2 * stride.
+    inp.update(dynamic=not sizes, sizes=sizes, size_multiple=stride if sizes else 1, min_side=2 * stride)
     if in_layout == "IMAGE":   # the model scales 0..255 itself
         inp.update(scale=1.0, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], range=[0.0, 255.0])
     else:

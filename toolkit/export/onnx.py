@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 TARGET = get_target("onnx")
 OPSET = 18
+MAX_SIDE = 8192  # the dynamic dims' declared upper bound (sizes are otherwise limited by TOOLKIT_MAX_PIXELS)
 # int8 layouts: (onnxruntime QuantFormat name, activation type); weights are always s8 per-channel. Measured by
 # benchmarks/onnx_int8_format.py (480x640, 1 thread, stem float, every layout interleaved): u8 activations are the
 # only ones onnxruntime fuses into QLinearConv/QLinearAdd chains on x86 (s8 QDQ leaves stride-2 and 1x1 convs float),
@@ -58,10 +59,9 @@ def _export_float(model, spec: ExportSpec):
     example = (torch.rand(1, 3, h, w),)
     dynamic_shapes = None
     if not spec.sizes:
-        stride = model.config.stride
-        # Multiples of the stride only: the net's down/up path needs it, and the exported graph says so.
-        dynamic_shapes = ({2: stride * torch.export.Dim("height_blocks", min=1, max=4096 // stride),
-                           3: stride * torch.export.Dim("width_blocks", min=1, max=4096 // stride)},)
+        # Any side from the net's minimum up: the net pads to its stride and crops back inside the graph.
+        dynamic_shapes = ({2: torch.export.Dim("height", min=model.min_side, max=MAX_SIDE),
+                           3: torch.export.Dim("width", min=model.min_side, max=MAX_SIDE)},)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, example, dynamo=True, opset_version=OPSET, external_data=False,
