@@ -259,16 +259,7 @@ def fuse_depth_to_space(flatbuffer: bytes) -> bytes:
     if not fused:
         return flatbuffer
 
-    code = schema.BuiltinOperator.DEPTH_TO_SPACE
-    existing = [k for k, oc in enumerate(model.operatorCodes) if _code(oc) == code]
-    if existing:
-        opcode_index = existing[0]
-    else:
-        opcode = schema.OperatorCodeT()
-        opcode.builtinCode = opcode.deprecatedBuiltinCode = code
-        opcode.version = 1
-        model.operatorCodes.append(opcode)
-        opcode_index = len(model.operatorCodes) - 1
+    opcode_index = _opcode_index(model, schema, schema.BuiltinOperator.DEPTH_TO_SPACE, version=1)
     drop = set()
     for first, t, last, r in fused:
         d2s = schema.OperatorT()
@@ -289,6 +280,18 @@ def fuse_depth_to_space(flatbuffer: bytes) -> bytes:
     return bytes(builder.Output())
 
 
+def _opcode_index(model, schema, code, version: int) -> int:
+    """The index of `code` in the model's operator codes, added (at `version`) when the model has none."""
+    for k, oc in enumerate(model.operatorCodes):
+        if _code(oc) == code:
+            return k
+    opcode = schema.OperatorCodeT()
+    opcode.builtinCode = opcode.deprecatedBuiltinCode = code
+    opcode.version = version
+    model.operatorCodes.append(opcode)
+    return len(model.operatorCodes) - 1
+
+
 def float_outputs(flatbuffer: bytes) -> bytes:
     """Give every int8 / uint8 graph output a DEQUANTIZE to float32 (same name, same signature key): PT2E leaves the
     output quantised when its last op is, but the int8 contract is int8 in, float32 out."""
@@ -301,16 +304,7 @@ def float_outputs(flatbuffer: bytes) -> bytes:
     outputs = [int(t) for t in graph.outputs if graph.tensors[int(t)].type in quantised]
     if not outputs:
         return flatbuffer
-    code = schema.BuiltinOperator.DEQUANTIZE
-    existing = [k for k, oc in enumerate(model.operatorCodes) if _code(oc) == code]
-    if existing:
-        opcode_index = existing[0]
-    else:
-        opcode = schema.OperatorCodeT()
-        opcode.builtinCode = opcode.deprecatedBuiltinCode = code
-        opcode.version = 2  # int8 input
-        model.operatorCodes.append(opcode)
-        opcode_index = len(model.operatorCodes) - 1
+    opcode_index = _opcode_index(model, schema, schema.BuiltinOperator.DEQUANTIZE, version=2)  # int8 input
     moved = {}
     for old in outputs:
         q = graph.tensors[old]
