@@ -128,7 +128,7 @@ def test_depth_to_space_fusion_leaves_other_reshapes_alone(fp32_tflite):
 
 @pytest.mark.slow
 @needs_litert
-def test_tflite_int8_stays_nhwc_with_float_norms_int8_input_and_float_output(tmp_path):
+def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_and_float_io(tmp_path):
     from PIL import Image
 
     from toolkit.export import ExportSpec, artifact_path, export_artifact
@@ -148,7 +148,25 @@ def test_tflite_int8_stays_nhwc_with_float_norms_int8_input_and_float_output(tmp
     assert "TRANSPOSE" not in ops and ops.get("DEPTH_TO_SPACE") == 1, ops
     runner = load_runner(dest)
     details = runner.interpreter
-    assert details.get_input_details()[0]["dtype"] == np.int8
+    assert details.get_input_details()[0]["dtype"] == np.float32
     assert details.get_output_details()[0]["dtype"] == np.float32
+    assert conv_weight_dtypes(dest.read_bytes()) == ["FLOAT32"] + ["INT8"] * (ops["CONV_2D"] - 1)  # stem float
     if (accelerated := fully_accelerated(dest)) is not None:
         assert accelerated
+
+
+def conv_weight_dtypes(flatbuffer: bytes) -> list[str]:
+    """The filter tensor type of each CONV_2D in the file, in graph order."""
+    from toolkit.export.nhwc import _op_names, _schema
+
+    schema, names = _schema(), _op_names()
+    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    out = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        opcode = model.OperatorCodes(op.OpcodeIndex())
+        if names.get(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())) == "CONV_2D":
+            out.append(types[graph.Tensors(op.Inputs(1)).Type()])
+    return out

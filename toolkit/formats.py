@@ -159,14 +159,14 @@ FORMATS: dict[str, Target] = {t.name: t for t in (
                                  palette_bits=2, output_dtype="float16"),
                        Precision("palettize1", Tolerance(psnr_db=8.0), compute="float16", weights="palette",
                                  palette_bits=1, output_dtype="float16"))),
-    # fp16 stores float16 weights but computes in float32 on CPU (GPU delegates run it in fp16); PT2E int8
-    # quantises the input (the output stays float32); int8_dynamic keeps float I/O.
+    # fp16 stores float16 weights but computes in float32 on CPU (GPU delegates run it in fp16); PT2E int8 keeps
+    # float32 I/O (the stem convs read the float image, toolkit/export/nhwc.py); int8_dynamic keeps float I/O too.
     Target(name="tflite", suffix=".tflite", runtime="litert", extra="tflite", exporter="toolkit.export.tflite",
            description="TFLite via litert-torch, one file per fixed size, NHWC I/O; runs in ai-edge-litert",
            size_policy=fixed(*CAMERA_SIZES), input_layout="NHWC", output_layout="NHWC",
            precisions=(Precision("fp32", EXACT, shipped=True),
                        Precision("fp16", FP16, weights="float16"),
-                       Precision("int8", INT8, compute="int8", weights="int8", input_dtype="int8", shipped=True),
+                       Precision("int8", INT8, compute="int8", weights="int8", shipped=True),
                        Precision("int8_dynamic", INT8, compute="int8_dynamic", weights="int8"))),
 )}
 

@@ -12,7 +12,7 @@ instead of hard-coding facts; the field names below are the ones they use, so re
     }
 
 Pre-processing for an 8-bit pixel p: value = (p * scale - mean[c]) / std[c] (so `range` is what the net sees);
-an int8 input (TFLite int8) then takes q = clamp(round(value / quantization.scale) + quantization.zero_point).
+an int8 input (where a contract declares one) then takes q = clamp(round(value / quantization.scale) + quantization.zero_point).
 Post-processing: p = clamp(round((value - range[0]) / (range[1] - range[0]) * 255), 0, 255).
 Layouts: NCHW / NHWC are float tensors; IMAGE is a CoreML image (CVPixelBuffer, 8-bit RGB) whose scaling happens
 inside the model, so for IMAGE the app passes pixels as they are.

@@ -182,7 +182,7 @@ def equalise_norm_inputs(model, images) -> torch.nn.Module:
     share (53.7 / 62.6 dB vs the unscaled starry_night / shipwreck; parity is proven against the unscaled net), while
     static int8, which
     has one scale per activation tensor, stops crushing the quiet channels that the norm then blows up: starry_night
-    (nano_fine) TFLite int8 went from 25.9 dB to a pass. onnxruntime keeps the stem float instead; PT2E cannot."""
+    (nano_fine) TFLite int8 went from 25.9 dB to a pass. The stem convs also stay float (nhwc.float_norm_quantizer)."""
     import copy
 
     from toolkit.export.coreml import conv_norm_pairs
