@@ -1,5 +1,5 @@
 """Compression benchmark: onnxruntime CPU, 1 thread, 480x640, every variant timed in each of --rounds interleaved
-rounds with the bench protocol (toolkit.bench.harness.time_call: warm-up, repeats, process-CPU-time p50), median
+rounds with the bench protocol (toolkit.bench.timing.time_call: warm-up, repeats, process-CPU-time p50), median
 of the rounds: this machine is noisy, ratios measured side by side hold.
 
 Goals (issue 5): 50%-pruned >= 1.8x faster than unpruned with style loss within +10%; int8 >= 1.5x faster than fp32
@@ -23,7 +23,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from toolkit.bench.harness import bench_input, interleaved
+from toolkit.bench.timing import bench_input, interleaved
 from toolkit.checkpoint import load_checkpoint
 from toolkit.compress.prune import prune_model
 from toolkit.compress.quality import Candidate, eval_images, evaluate
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     }
     import onnxruntime
 
-    from toolkit.bench.harness import host_info
+    from toolkit.bench.host import host_info
 
     result = {"source": source, "pruned_source": args.pruned or "prune_model(sparsity=0.5, l1), no fine-tune",
               "alternative_sources": args.alternative, "size": list(SIZE), "threads": 1, "clock": "process CPU time",

@@ -23,7 +23,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from toolkit.bench.harness import bench_input, interleaved
+from toolkit.bench.timing import bench_input, interleaved
 from toolkit.export import ExportSpec, export_artifact, load_runner
 from toolkit.fsutil import atomic_path, write_json
 from toolkit.parity import ParityError

@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     import torch
 
     from quality import photos
-    from toolkit.bench.harness import bench_input, interleaved
+    from toolkit.bench.timing import bench_input, interleaved
     from toolkit.checkpoint import load_checkpoint
     from toolkit.export import ExportSpec, export_artifact
     from toolkit.flops import count_macs

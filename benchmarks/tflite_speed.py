@@ -72,7 +72,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(RESULTS / "tflite_speed"))
     args = parser.parse_args(argv)
 
-    from toolkit.bench.harness import host_info, library_versions, measure
+    from toolkit.bench.host import host_info, library_versions
+    from toolkit.bench.rows import measure
     from toolkit.checkpoint import load_checkpoint
     from toolkit.export import parse_size
     from toolkit.export.base import ExportSpec

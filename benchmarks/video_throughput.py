@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--encoder-presets", default="veryfast", help="libx264 presets to compare, comma-separated")
     args = ap.parse_args()
 
-    from toolkit.bench.harness import host_info
+    from toolkit.bench.host import host_info
     from toolkit.checkpoint import load_checkpoint
     from toolkit.fsutil import atomic_path, write_json
     from toolkit.models import create_model

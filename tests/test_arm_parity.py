@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.bench.arm import (ARM_CPUS, PROVIDER, REPO, Agreement, ArmEnv, ArmResult, Case, cpuinfo_text, judge,
-                               main, manifest_fields, pick_photos, results_from_json, rows_from_json, run_parity,
-                               select_cases, update_manifest_field, write_reports)
+from toolkit.bench.arm import (PROVIDER, Agreement, ArmResult, Case, judge, main, manifest_fields, results_from_json,
+                               rows_from_json, run_parity, select_cases, update_manifest_field, write_reports)
+from toolkit.bench.arm_env import ARM_CPUS, REPO, ArmEnv, cpuinfo_text, pick_photos
 from toolkit.manifest import read_manifest, update_manifest
 from toolkit.parity import tolerance_for
 

@@ -10,7 +10,8 @@ import pytest
 
 from conftest import tiny_model
 from toolkit.bench import Bench, BenchConfig, LatencyRow, Subject, measure, time_call
-from toolkit.bench.harness import host_info, macs_per_cycle, provider_unavailable
+from toolkit.bench.harness import provider_unavailable
+from toolkit.bench.host import host_info, macs_per_cycle
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.flops import count_macs
@@ -56,7 +57,7 @@ def test_time_call_reports_percentiles_of_the_timed_runs_only():
 
 
 def test_interleaved_times_every_call_once_per_round_in_turn():
-    from toolkit.bench.harness import interleaved
+    from toolkit.bench.timing import interleaved
 
     order = []
     timings = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=3, warmup=1,
@@ -105,6 +106,25 @@ def test_onnxruntime_artifact_rows_carry_bytes_and_macs_from_metadata(tmp_path, 
     assert row.status == "ok", row.reason
     assert row.target == "onnx" and row.runtime == "onnxruntime" and row.bytes == tiny_onnx.stat().st_size
     assert row.macs == count_macs(tiny_model(), *SMALL)
+
+
+def test_an_artifact_whose_metadata_cannot_be_read_is_a_user_error_not_an_fp32_row(tmp_path, monkeypatch):
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("toolkit.export.read_metadata", unreadable)
+    with pytest.raises(UserError, match=r"x\.onnx: its metadata cannot be read \(PermissionError: .*Permission denied"):
+        _bench(tmp_path).run([Subject("x.onnx", "artifact", path=tmp_path / "x.onnx")])
+
+
+def test_an_arch_in_metadata_that_does_not_build_is_a_user_error_not_a_row_without_macs(tmp_path, monkeypatch):
+    from toolkit.bench.harness import _model_from_artifact
+
+    monkeypatch.setattr("toolkit.export.read_metadata", lambda path: {"arch": '{"no_such_knob": 1}'})
+    with pytest.raises(UserError, match=r"y\.onnx: the arch in its metadata does not build a net \(UserError"):
+        _model_from_artifact(tmp_path / "y.onnx")
+    monkeypatch.setattr("toolkit.export.read_metadata", lambda path: {"precision": "fp32"})
+    assert _model_from_artifact(tmp_path / "z.onnx") is None   # exported elsewhere: no arch, so no MACs
 
 
 def test_unavailable_provider_gives_a_row_with_the_reason(tmp_path, tiny_onnx):

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from toolkit.bench.arm_env import ARM_CPUS, WORKER, ArmEnv, pick_photos, run_worker
 from toolkit.errors import UserError
 
 
@@ -80,7 +81,6 @@ def summarise(diffs: Sequence[TensorDiff]) -> str:
 
 def localize(artifact: Path, cpu: str = "cortex-a76", size=(480, 640), env_json=".cache/arm/env.json",
              workdir: Path = Path(".cache/arm/localize")) -> list[TensorDiff]:
-    from toolkit.bench.arm import WORKER, ArmEnv, _run_worker, pick_photos
     from toolkit.data.images import load_rgb
     from toolkit.parity import fit_image
 
@@ -99,7 +99,7 @@ def localize(artifact: Path, cpu: str = "cortex-a76", size=(480, 640), env_json=
                          (cpu, env.command("onnxruntime", cpu, [str(WORKER)]))):
         dest = workdir / f"{tag}.npz"
         job = [{"artifact": str(copy), "inputs": [str(x)], "outputs": [str(dest)], "all_outputs": True}]
-        done = _run_worker(command, job, workdir / f"{tag}.json", timeout_s=1800)[str(copy)]
+        done = run_worker(command, job, workdir / f"{tag}.json", timeout_s=1800)[str(copy)]
         if not done["ok"]:
             raise UserError(f"{artifact} with exposed tensors does not run on {tag}: {done['error']}")
         outputs[tag] = dict(np.load(dest))
@@ -107,7 +107,6 @@ def localize(artifact: Path, cpu: str = "cortex-a76", size=(480, 640), env_json=
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from toolkit.bench.arm import ARM_CPUS
     from toolkit.export import parse_size
 
     p = argparse.ArgumentParser(prog="python -m toolkit.bench.arm_localize", description=__doc__.split("\n\n")[0])

@@ -29,8 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-from toolkit.bench.harness import PROVIDERS, TARGETS, Bench, BenchConfig, LatencyRow, Size, Subject, parse_size
+from toolkit.bench.harness import PROVIDERS, TARGETS, Bench, BenchConfig, Subject
+from toolkit.bench.rows import LatencyRow
 from toolkit.errors import UserError, did_you_mean, unknown
+from toolkit.export import parse_size
+from toolkit.formats import Size
 
 TOP_KEYS = ("defaults", "gate")
 SETTING_KEYS = ("target", "precision", "size", "provider", "threads", "runs", "warmup", "rounds", "clock")

@@ -1,298 +1,25 @@
-"""The one latency protocol: warm-up runs, timed runs, p50/p90/mean, fps from p50, MACs, GMAC/s.
-
-Every runtime is measured the same way through the Runner interface (toolkit/export/base.py). The result is a row;
-JSON, Markdown, plots (toolkit/bench/report.py) and gates (toolkit/bench/gates.py) are views of rows.
-A provider that cannot run here gives a row with status "unavailable" and the reason, never a crash or a skip.
+"""What gets benched and how it is had: subjects x targets x precisions x providers x threads x sizes, each exported
+(or reused from exported/) and loaded once, then timed by the one protocol (toolkit.bench.timing) into rows
+(toolkit.bench.rows), with johnson2016 timed side by side as the reference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import platform
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
+from toolkit.bench.rows import LatencyRow, measure, one_line, unavailable
 from toolkit.errors import UserError
-from toolkit.export import parse_size  # noqa: F401  (re-exported: bench commands and gates parse sizes here)
-from toolkit.formats import FORMATS
-
-Size = Tuple[int, int]
-STATUSES = ("ok", "unavailable", "error")
-REFERENCE_ARCH = "johnson2016"
-
-
-@dataclass(frozen=True)
-class LatencyRow:
-    subject: str                  # style, arch preset, checkpoint or artifact name
-    target: str                   # onnx | tflite | coreml | torch
-    precision: str                # fp32 | fp16 | int8
-    provider: str                 # cpu | xnnpack | cuda
-    threads: int
-    height: int
-    width: int
-    status: str                   # ok | unavailable | error
-    reason: str = ""              # why a row is not "ok"
-    runtime: str = ""             # the Runner's name, e.g. onnxruntime, litert, torch-eager
-    warmup: int = 0
-    runs: int = 0
-    p50_ms: Optional[float] = None
-    p90_ms: Optional[float] = None
-    mean_ms: Optional[float] = None
-    fps: Optional[float] = None   # 1000 / p50_ms
-    macs: Optional[int] = None    # multiply-accumulates of one forward pass at this size
-    gmacs_per_s: Optional[float] = None
-    bytes: Optional[int] = None   # artifact size on disk
-    reference_p50_ms: Optional[float] = None
-    speedup_vs_reference: Optional[float] = None   # reference p50 / this p50, same target/provider/threads/size
-    cpu_p50_ms: Optional[float] = None   # p50 process CPU time per run (1 thread: latency on an unshared core)
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-        if self.status != "ok" and not self.reason:
-            raise ValueError(f"a row with status {self.status!r} needs a reason")
-
-    @property
-    def size(self) -> str:
-        return f"{self.height}x{self.width}"
-
-    @property
-    def config_key(self) -> tuple:
-        """What a reference must share with a row to be compared side by side."""
-        return (self.target, self.provider, self.threads, self.height, self.width)
-
-    def with_reference(self, reference: "LatencyRow | None") -> "LatencyRow":
-        if reference is None or reference.status != "ok" or self.status != "ok":
-            return self
-        return dataclasses.replace(self, reference_p50_ms=reference.p50_ms,
-                                   speedup_vs_reference=reference.p50_ms / self.p50_ms)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["size"] = self.size
-        return d
-
-    @staticmethod
-    def from_dict(d: dict) -> "LatencyRow":
-        names = {f.name for f in dataclasses.fields(LatencyRow)}
-        return LatencyRow(**{k: v for k, v in d.items() if k in names})
-
-
-@dataclass(frozen=True)
-class Timing:
-    p50_ms: float
-    p90_ms: float
-    mean_ms: float
-    samples_ms: Tuple[float, ...]
-    cpu_p50_ms: float = 0.0   # process CPU time per run: with 1 thread, the latency on a core nobody else uses
-
-    @property
-    def fps(self) -> float:
-        return 1000.0 / self.p50_ms
-
-
-def percentile(samples, q: float) -> float:
-    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
-    return float(np.percentile(np.asarray(samples, dtype=np.float64), q))
-
-
-def time_call(fn: Callable[[], object], warmup: int, runs: int) -> Timing:
-    """Run `fn` `warmup` times untimed (allocations, kernel selection, caches), then `runs` times timed."""
-    if runs < 1 or warmup < 0:
-        raise UserError(f"--runs must be >= 1 and --warmup >= 0, got runs={runs} warmup={warmup}")
-    for _ in range(warmup):
-        fn()
-    samples, cpu = [], []
-    for _ in range(runs):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1000.0)
-        cpu.append((time.process_time() - c0) * 1000.0)
-    return Timing(p50_ms=percentile(samples, 50), p90_ms=percentile(samples, 90),
-                  mean_ms=statistics.fmean(samples), samples_ms=tuple(samples), cpu_p50_ms=percentile(cpu, 50))
-
-
-def interleaved(calls: dict, rounds: int, warmup: int, runs: int) -> dict:
-    """{key: [Timing per round]}: every call timed once per round, round after round, so on a noisy machine each
-    sees the same conditions (callers take the median over rounds and compare side by side)."""
-    timings: dict = {key: [] for key in calls}
-    for _ in range(rounds):
-        for key, fn in calls.items():
-            timings[key].append(time_call(fn, warmup, runs))
-    return timings
-
-
-def bench_input(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """The input every runtime gets: (1, 3, H, W) float32 in [0, 1] (values do not change the work done)."""
-    return np.random.default_rng(seed).random((1, 3, height, width), dtype=np.float32)
-
-
-def measure(runner, *, subject: str, target: str, precision: str, provider: str, threads: int, size: Size,
-            warmup: int, runs: int, macs: int | None = None, nbytes: int | None = None) -> LatencyRow:
-    """Time one loaded Runner at one size. A runtime failure while running becomes an "error" row."""
-    height, width = size
-    common = dict(subject=subject, target=target, precision=precision, provider=provider, threads=threads,
-                  height=height, width=width, runtime=getattr(runner, "name", type(runner).__name__),
-                  warmup=warmup, runs=runs, macs=macs, bytes=nbytes)
-    fixed = tuple(tuple(s) for s in (getattr(runner, "sizes", ()) or ()))
-    if fixed and (height, width) not in fixed:
-        have = ", ".join(f"{h}x{w}" for h, w in fixed)
-        raise UserError(f"{subject} ({target}) is a fixed-size artifact for {have} and cannot take {height}x{width}; "
-                        f"pass --sizes {have.split(', ')[0]} or export one for {height}x{width}")
-    x = bench_input(height, width)
-    try:
-        out = runner(x)
-        if tuple(np.shape(out)) != x.shape:
-            return LatencyRow(status="error", reason=f"output shape {tuple(np.shape(out))} != input {x.shape}",
-                              **common)
-        timing = time_call(lambda: runner(x), warmup, runs)
-    except UserError:
-        raise
-    except Exception as exc:  # a runtime that crashes mid-run is a row, not a crash of the whole bench
-        return LatencyRow(status="error", reason=f"{type(exc).__name__}: {one_line(exc)}", **common)
-    gmacs = macs / (timing.p50_ms / 1000.0) / 1e9 if macs else None
-    return LatencyRow(status="ok", p50_ms=timing.p50_ms, p90_ms=timing.p90_ms, mean_ms=timing.mean_ms,
-                      fps=timing.fps, gmacs_per_s=gmacs, cpu_p50_ms=timing.cpu_p50_ms, **common)
-
-
-def unavailable(reason: str, *, subject: str, target: str, precision: str, provider: str, threads: int,
-                size: Size, status: str = "unavailable") -> LatencyRow:
-    return LatencyRow(subject=subject, target=target, precision=precision, provider=provider, threads=threads,
-                      height=size[0], width=size[1], status=status, reason=reason)
-
-
-def one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- host description -------------------------------------------------------------------------------------------
-
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-             "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16")
-
-
-@dataclass(frozen=True)
-class HostInfo:
-    cpu_model: str
-    vendor: str
-    cpu_family: str
-    cores: int
-    isa: Tuple[str, ...]
-    clock_ghz: Optional[float]
-    fp32_macs_per_cycle: int        # per core, estimated from the ISA
-    int8_macs_per_cycle: int
-    platform: str
-    python: str
-
-    @property
-    def peak_fp32_gmacs(self) -> Optional[float]:
-        """Estimated peak fp32 GMAC/s of ONE core (FMA width x FMA pipes x clock)."""
-        return self.clock_ghz * self.fp32_macs_per_cycle if self.clock_ghz else None
-
-    @property
-    def peak_int8_gmacs(self) -> Optional[float]:
-        return self.clock_ghz * self.int8_macs_per_cycle if self.clock_ghz else None
-
-    def peak_gmacs(self, precision: str, threads: int) -> Optional[float]:
-        per_core = self.peak_int8_gmacs if precision.startswith("int8") else self.peak_fp32_gmacs
-        return per_core * min(threads, self.cores) if per_core else None
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d.update(peak_fp32_gmacs_per_core=self.peak_fp32_gmacs, peak_int8_gmacs_per_core=self.peak_int8_gmacs)
-        return d
-
-
-def _cpuinfo(text: str) -> dict:
-    first: dict = {}
-    for line in text.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            first.setdefault(k.strip(), v.strip())
-    return first
-
-
-def macs_per_cycle(vendor: str, family: str, flags: set) -> tuple[int, int]:
-    """(fp32, int8) multiply-accumulates per cycle per core, from the ISA; an estimate, documented as such.
-
-    fp32: FMA lanes x 2 FMA pipes. AVX-512 on AMD Zen 4 (family 25) runs on 256-bit pipes (double-pumped), so it
-    counts as 2 x 8 lanes; Intel server cores and Zen 5 have two 512-bit FMA pipes (2 x 16). int8: VNNI dot
-    products do 4 MACs per 32-bit lane per pipe; without VNNI, u8 x s8 via pmaddubsw counts as 2 per lane.
-    """
-    if "avx512f" in flags:
-        lanes = 8 if (vendor == "AuthenticAMD" and family == "25") else 16
-    elif "avx2" in flags and "fma" in flags:
-        lanes = 8
-    elif "asimd" in flags:   # ARM NEON: 2 x 128-bit FMA pipes on most big cores
-        lanes = 4
-    elif "avx" in flags:
-        lanes = 4             # separate mul and add pipes, 8 lanes each, no FMA: ~half
-    else:
-        lanes = 2
-    fp32 = 2 * lanes
-    vnni = flags & {"avx512_vnni", "avx_vnni", "asimddp", "i8mm"}
-    int8 = fp32 * (4 if vnni else 2)
-    return fp32, int8
-
-
-def _clock_ghz(info: dict) -> Optional[float]:
-    for path in ("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq",
-                 "/sys/devices/system/cpu/cpu0/cpufreq/base_frequency"):
-        try:
-            return int(Path(path).read_text().strip()) / 1e6
-        except (OSError, ValueError):
-            pass
-    try:
-        return float(info["cpu MHz"]) / 1000.0
-    except (KeyError, ValueError):
-        return None
-
-
-@functools.lru_cache(maxsize=1)
-def host_info() -> HostInfo:
-    """CPU model and ISA flags from /proc/cpuinfo (Linux); platform and python from the standard library."""
-    import os
-
-    try:
-        info = _cpuinfo(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        info = {}
-    flags = set((info.get("flags") or info.get("Features") or "").split())
-    vendor = info.get("vendor_id", info.get("CPU implementer", ""))
-    family = info.get("cpu family", "")
-    fp32, int8 = macs_per_cycle(vendor, family, flags)
-    return HostInfo(cpu_model=info.get("model name") or platform.processor() or platform.machine(),
-                    vendor=vendor, cpu_family=family, cores=len(os.sched_getaffinity(0)),
-                    isa=tuple(f for f in ISA_FLAGS if f in flags), clock_ghz=_clock_ghz(info),
-                    fp32_macs_per_cycle=fp32, int8_macs_per_cycle=int8, platform=platform.platform(),
-                    python=platform.python_version())
-
-
-def library_versions() -> dict:
-    """Versions of the libraries a row may depend on (absent ones are omitted), read without importing them."""
-    from importlib import metadata
-
-    out = {}
-    for dist in ("toolkit", "torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert",
-                 "litert-torch", "coremltools"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-# --- what gets benched: subjects x targets x precisions x providers x threads x sizes -----------------------------
+from toolkit.formats import FORMATS, Size
 
 TARGETS = (*FORMATS, "torch")                         # export targets (toolkit.formats) + torch eager
 PROVIDERS = ("cpu", "xnnpack", "cuda")
+REFERENCE_ARCH = "johnson2016"                       # timed side by side: speedup_vs_reference is against it
 
 
 @dataclass(frozen=True)
@@ -584,14 +311,8 @@ class Bench:
         return count_macs(model, *size)
 
     def _artifact_precision(self, subject: Subject) -> str:
-        try:
-            from toolkit.export import read_metadata
-
-            return read_metadata(subject.path).get("precision", "fp32")
-        except UserError:
-            raise
-        except Exception:
-            return "fp32"
+        """The precision its metadata names; a file that carries none (exported elsewhere) is timed as fp32."""
+        return _metadata(subject.path).get("precision", "fp32")
 
 
 def _records(manifest):
@@ -606,21 +327,37 @@ def _records(manifest):
             yield from _records(v)
 
 
+def _metadata(path: Path) -> dict:
+    """An artifact's metadata; one that cannot be read is a UserError naming the file, never a guessed label."""
+    from toolkit.export import read_metadata
+
+    try:
+        return read_metadata(path)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"{path}: its metadata cannot be read ({type(exc).__name__}: {one_line(exc)}); "
+                        "re-export it") from exc
+
+
 @functools.lru_cache(maxsize=32)
 def _model_from_artifact(path: Path):
-    """The TransformerNet an artifact was exported from (arch in its metadata; weights do not change MACs)."""
+    """The TransformerNet an artifact was exported from (arch in its metadata; weights do not change MACs), or None
+    when it carries no arch (exported elsewhere: its rows have no MACs). An arch that does not build is a UserError:
+    rows quietly missing MACs would look like a file from elsewhere."""
     import json
 
     from toolkit.config import ArchConfig, from_dict
     from toolkit.models import TransformerNet
 
-    try:
-        from toolkit.export import read_metadata
-
-        arch = read_metadata(path).get("arch")
-        return TransformerNet(from_dict(ArchConfig, json.loads(arch))) if arch else None
-    except Exception:
+    arch = _metadata(path).get("arch")
+    if not arch:
         return None
+    try:
+        return TransformerNet(from_dict(ArchConfig, json.loads(arch)))
+    except Exception as exc:
+        raise UserError(f"{path}: the arch in its metadata does not build a net ({type(exc).__name__}: "
+                        f"{one_line(exc)}); re-export it") from exc
 
 
 def _bytes(path) -> Optional[int]:

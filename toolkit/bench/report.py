@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from toolkit.bench.harness import LatencyRow, host_info, library_versions
+from toolkit.bench.host import host_info, library_versions
+from toolkit.bench.rows import LatencyRow
 from toolkit.fsutil import atomic_path, write_json
 
 REPORT_FORMAT = "toolkit-latency/1"

@@ -32,8 +32,9 @@ def add_arguments(p) -> None:
 
 
 def config_from_args(args):
-    from toolkit.bench.harness import BenchConfig, parse_size
+    from toolkit.bench.harness import BenchConfig
     from toolkit.errors import UserError
+    from toolkit.export import parse_size
 
     try:
         threads = tuple(int(t) for t in _csv(args.threads))
