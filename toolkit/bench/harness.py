@@ -49,7 +49,7 @@ def provider_unavailable(target: str, provider: str) -> Optional[str]:
         if sys.platform != "darwin":
             return "CoreML predict needs macOS (the Linux coreml runtime is a reference interpreter, not timed)"
         if provider != "cpu":
-            return f"CoreML compute units for provider '{provider}' are not wired; use --providers cpu"
+            return f"CoreML compute units for provider '{provider}' are not wired; use --provider cpu"
     if target == "torch":
         if provider == "xnnpack":
             return "torch eager has no XNNPACK provider"

@@ -88,7 +88,7 @@ def measure(runner, *, subject: str, target: str, precision: str, provider: str,
     if fixed and (height, width) not in fixed:
         have = ", ".join(f"{h}x{w}" for h, w in fixed)
         raise UserError(f"{subject} ({target}) is a fixed-size artifact for {have} and cannot take {height}x{width}; "
-                        f"pass --sizes {have.split(', ')[0]} or export one for {height}x{width}")
+                        f"pass --size {have.split(', ')[0]} or export one for {height}x{width}")
     x = bench_input(height, width)
     try:
         out = runner(x)

@@ -3,21 +3,19 @@ from __future__ import annotations
 HELP = "time styles, presets or exported artifacts on every runtime here; check CI latency gates"
 
 
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def add_arguments(p) -> None:
+    from toolkit.commands import list_option
+
     p.add_argument("artifacts", nargs="*", metavar="ARTIFACT", help="exported .onnx / .tflite / .mlpackage files")
     p.add_argument("--style", nargs="+", default=[], metavar="NAME", help="shipped styles (see `toolkit styles`)")
     p.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH", help="checkpoints from `toolkit train`")
     p.add_argument("--arch", nargs="+", default=[], metavar="PRESET",
                    help="architecture presets with random weights (latency does not depend on weight values)")
-    p.add_argument("--targets", default="onnx", help="comma list of onnx,tflite,coreml,torch (default: onnx)")
-    p.add_argument("--precision", default="fp32", help="comma list, e.g. fp32,int8 (default: fp32)")
-    p.add_argument("--providers", default="cpu", help="comma list of cpu,xnnpack,cuda (default: cpu)")
-    p.add_argument("--threads", default="1", help="comma list of thread counts (default: 1)")
-    p.add_argument("--sizes", default="480x640", help="comma list of HEIGHTxWIDTH (default: 480x640)")
+    list_option(p, "--target", "--targets", default=["onnx"], metavar="TARGET", help="onnx, tflite, coreml, torch")
+    list_option(p, "--precision", default=["fp32"], metavar="P", help="e.g. fp32,int8")
+    list_option(p, "--provider", "--providers", default=["cpu"], metavar="P", help="cpu, xnnpack, cuda")
+    list_option(p, "--threads", default=["1"], metavar="N", help="thread counts")
+    list_option(p, "--size", "--sizes", default=["480x640"], metavar="HxW", help="input sizes")
     p.add_argument("--runs", type=int, default=10, help="timed runs per row (default: 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs per row (default: 2)")
     p.add_argument("--no-reference", action="store_true",
@@ -37,13 +35,13 @@ def config_from_args(args):
     from toolkit.export import parse_size
 
     try:
-        threads = tuple(int(t) for t in _csv(args.threads))
+        threads = tuple(int(t) for t in args.threads)
     except ValueError:
-        raise UserError(f"--threads '{args.threads}' must be a comma list of integers, e.g. 1,2") from None
-    sizes = tuple(parse_size(s) for s in _csv(args.sizes))
-    targets, precisions, providers = tuple(_csv(args.targets)), tuple(_csv(args.precision)), tuple(_csv(args.providers))
-    for flag, values in (("--targets", targets), ("--precision", precisions), ("--providers", providers),
-                         ("--threads", threads), ("--sizes", sizes)):
+        raise UserError(f"--threads '{','.join(args.threads)}' must be a comma list of integers, e.g. 1,2") from None
+    sizes = tuple(parse_size(s) for s in args.size)
+    targets, precisions, providers = tuple(args.target), tuple(args.precision), tuple(args.provider)
+    for flag, values in (("--target", targets), ("--precision", precisions), ("--provider", providers),
+                         ("--threads", threads), ("--size", sizes)):
         if not values:
             raise UserError(f"{flag} is empty; give at least one value")
     _check_precisions(precisions)

@@ -4,19 +4,19 @@ HELP = "export a style to ONNX / CoreML / TFLite, prove parity against torch, an
 
 
 def add_arguments(p) -> None:
+    from toolkit.commands import list_option
     from toolkit.export import FORMATS, all_precisions
 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--style", help="a shipped style name (see `toolkit styles`)")
     src.add_argument("--checkpoint", help="a .safetensors checkpoint written by `toolkit train`")
-    p.add_argument("--target", action="append", metavar="TARGET",
-                   help=f"{' | '.join(FORMATS)} | all (repeatable; default: onnx)")
-    p.add_argument("--precision", action="append", metavar="P",
-                   help=f"{' | '.join(all_precisions())} (repeatable; default: fp32). Per target: " +
-                   "; ".join(f"{t.name}: {', '.join(t.precision_names)}" for t in FORMATS.values()))
-    p.add_argument("--size", action="append", metavar="HxW",
-                   help="fixed input size, repeatable (one file per size). Default: " + "; ".join(
-                       f"{t.name}: {_default_sizes(t)}" for t in FORMATS.values()))
+    list_option(p, "--target", default=["onnx"], metavar="TARGET", help=f"{' | '.join(FORMATS)} | all")
+    list_option(p, "--precision", default=["fp32"], metavar="P",
+                help=f"{' | '.join(all_precisions())}. Per target: " +
+                "; ".join(f"{t.name}: {', '.join(t.precision_names)}" for t in FORMATS.values()))
+    list_option(p, "--size", default=[], metavar="HxW",
+                help="fixed input sizes, one file per size. Without: " + "; ".join(
+                    f"{t.name}: {_default_sizes(t)}" for t in FORMATS.values()))
     p.add_argument("--out", default="exported", help="output folder (default: exported/)")
     p.add_argument("--calibration", action="append", metavar="DIR",
                    help="photos for int8 calibration (default: the shared eval + a few train photos)")
@@ -36,8 +36,7 @@ def plan(args, stride: int) -> list:
     from toolkit.export import parse_size
     from toolkit.export.batch import plan_jobs
 
-    return plan_jobs(args.target or ["onnx"], args.precision or ["fp32"], [parse_size(s) for s in args.size or []],
-                     stride)
+    return plan_jobs(args.target, args.precision, [parse_size(s) for s in args.size], stride)
 
 
 def run(args) -> int:

@@ -20,7 +20,7 @@ class TorchEagerRunner:
         if provider not in PROVIDERS:
             raise UserError(f"torch eager has no provider '{provider}'; use one of: {', '.join(PROVIDERS)}")
         if provider == "cuda" and not torch.cuda.is_available():
-            raise UserError("torch eager provider 'cuda' needs a CUDA build of torch and a GPU; use --providers cpu")
+            raise UserError("torch eager provider 'cuda' needs a CUDA build of torch and a GPU; use --provider cpu")
         if threads < 1:
             raise UserError(f"threads must be >= 1, got {threads}")
         self.device = torch.device(provider)
