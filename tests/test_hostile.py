@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -157,25 +158,28 @@ def test_a_full_disk_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "No space left on device" in err[0]
 
 
-def test_a_failed_ship_leaves_the_zoo_as_it_was(tmp_path, monkeypatch):
+def test_a_failed_or_killed_ship_leaves_the_zoo_as_it_was(tmp_path, monkeypatch):
     from conftest import tiny_model
 
     from toolkit.checkpoint import save_checkpoint
     from toolkit.zoo import ship as ship_module
 
-    monkeypatch.setattr(ship_module, "ZOO_DIR", tmp_path / "zoo")
-    (tmp_path / "zoo").mkdir()
+    zoo = tmp_path / "zoo"
+    monkeypatch.setattr(ship_module, "ZOO_DIR", zoo)
+    zoo.mkdir()
     ckpt = save_checkpoint(tmp_path / "t.safetensors", tiny_model(), {"name": "t", "train_config": {}})
+    seen_while_exporting = []
 
     def failing_export(model, style, metadata, stage):
+        seen_while_exporting.extend(zoo.iterdir())  # a kill here (minutes of exporting) must find the zoo untouched
         raise UserError("exporting t to onnx failed")
 
     monkeypatch.setattr(ship_module, "export_all", failing_export)
-    monkeypatch.setattr(ship_module, "package_checkpoint", lambda src, style, source, licence, zoo_dir=None:
-                        save_checkpoint(tmp_path / "zoo" / f"{style}", tiny_model(), {"name": style}))
+    monkeypatch.setattr(ship_module, "package_checkpoint", lambda src, style, source, licence, zoo_dir:
+                        save_checkpoint(Path(zoo_dir) / f"{style}.safetensors", tiny_model(), {"name": style}))
     with pytest.raises(UserError, match="failed"):
         ship_module.ship(ckpt, "newstyle", "src", "lic", None, tmp_path / "exported")
-    assert list((tmp_path / "zoo").iterdir()) == []
+    assert seen_while_exporting == [] and list(zoo.iterdir()) == []
 
 
 def test_a_bad_photo_read_by_a_loader_worker_is_still_one_line():

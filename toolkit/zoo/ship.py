@@ -6,8 +6,6 @@ speed, render previews, and describe it all in exported/manifest.json and export
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -161,29 +159,11 @@ def export_all(model, style: str, metadata: dict, stage) -> list[dict]:
     return records
 
 
-@contextlib.contextmanager
-def restored_on_failure(files: list[Path]):
-    """On an exception, put `files` back as they were (or remove them if they did not exist), so a failed ship
-    leaves no zoo entry behind."""
-    with tempfile.TemporaryDirectory() as keep:
-        saved = {f: Path(keep) / f.name for f in files if f.exists()}
-        for f, copy in saved.items():
-            shutil.copy2(f, copy)
-        try:
-            yield
-        except BaseException:
-            for f in files:
-                if f in saved:
-                    os.replace(saved[f], f)
-                else:
-                    f.unlink(missing_ok=True)
-            raise
-
-
 def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: Path | None,
          out_dir: Path = Path("exported"), skip_export: bool = False) -> dict:
     """Package, export, preview, measure and record one style. Everything for exported/ is staged and lands in one
-    commit under the manifest lock; any failure leaves the zoo entry and exported/ as they were."""
+    commit under the manifest lock, and the zoo entry is packaged aside and moved in only after that commit: a
+    failure, or a kill, leaves the zoo entry and exported/ as they were."""
     from toolkit.export.batch import StagedExport
 
     packaged = ZOO_DIR / f"{safe_name(style, 'style')}.safetensors"
@@ -192,10 +172,12 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
     load_checkpoint(checkpoint)  # a bad checkpoint fails here, before the zoo is touched
     out_dir = Path(out_dir)
     # the stage checks the export folder and its manifest before the zoo is touched
-    with StagedExport(out_dir) as stage, restored_on_failure([packaged, packaged.with_suffix(".json")]):
-        if not (packaged.exists() and Path(checkpoint).resolve() == packaged.resolve()):
-            package_checkpoint(checkpoint, style, source, licence, ZOO_DIR)  # re-shipping a zoo style keeps its record
-        ckpt = load_checkpoint(packaged)
+    with StagedExport(out_dir) as stage, tempfile.TemporaryDirectory(prefix="toolkit-ship-") as aside:
+        if packaged.exists() and Path(checkpoint).resolve() == packaged.resolve():
+            new_entry = None  # re-shipping a zoo style keeps its record
+        else:
+            new_entry = package_checkpoint(checkpoint, style, source, licence, Path(aside))
+        ckpt = load_checkpoint(new_entry or packaged)
         model = ckpt.model.eval()
         # every artifact carries the style's licence, as `toolkit export --style` writes it
         metadata = {"licence": ckpt.meta["licence"]} if ckpt.meta.get("licence") else {}
@@ -234,6 +216,10 @@ def ship(checkpoint: Path, style: str, source: str, licence: str, style_image: P
             write_gallery(stage.staging, manifest)  # lands with the manifest
 
         stage.commit(records, update=finish)
+        if new_entry is not None:
+            for src in (new_entry, new_entry.with_suffix(".json")):
+                with atomic_path(ZOO_DIR / src.name) as tmp:
+                    shutil.copy2(src, tmp)
     return record
 
 
