@@ -35,3 +35,8 @@ def test_bench_keeps_its_plural_spellings_as_aliases():
 def test_defaults_are_not_shared_between_parses():
     parse("bench", "--target", "torch")
     assert parse("bench").target == ["onnx"]
+
+
+@pytest.mark.parametrize("argv", [["stylize", "a.jpg", "--style", "frost"], ["compare", "a.safetensors"]])
+def test_folder_outputs_are_spelled_out_with_out_dir_kept_as_an_alias(argv):
+    assert {parse(*argv, flag, "x").out_dir for flag in ("--out", "--out-dir", "-o")} == {"x"}

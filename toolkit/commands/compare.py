@@ -15,7 +15,8 @@ def add_arguments(p) -> None:
     p.add_argument("--style-image", help="style image for the style loss (default: the reference's training one)")
     p.add_argument("--loss-net", choices=["vgg19", "vgg16", "random"], help="loss network (default: the training one)")
     p.add_argument("--threads", type=int, default=1, help="runtime threads for artifacts")
-    p.add_argument("-o", "--out-dir", default="reports/compare", help="where compare.{json,md,png} go")
+    p.add_argument("-o", "--out", "--out-dir", dest="out_dir", default="reports/compare",
+                   help="folder where compare.{json,md,png} go (default: reports/compare/)")
 
 
 def run(args) -> int:

@@ -8,7 +8,8 @@ def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--style", help="a shipped style name (see `toolkit styles`)")
     src.add_argument("--checkpoint", help="a .safetensors checkpoint written by `toolkit train`")
-    p.add_argument("-o", "--out-dir", default="stylized", help="output folder (default: stylized/)")
+    p.add_argument("-o", "--out", "--out-dir", dest="out_dir", default="stylized",
+                   help="output folder (default: stylized/)")
     p.add_argument("--size", type=int, help="run the net at this long side, then resize back to the input size")
     add_video_arguments(p)  # videos (.mp4/.mov/.mkv/.avi/.webm) or frame folders go to toolkit.video
 
