@@ -1,6 +1,7 @@
 // Drive the demo page in headless Debian chromium (playwright-core, no bundled browser): load it, upload an image,
 // read back the pixels it fed the model and the pixels it drew, run its benchmark; print one JSON object.
 // Usage: node e2e/drive.mjs '{"url": "...", "image": "/path.png", "runs": 20, "chromium": "/usr/bin/chromium"}'
+// "images": [...] instead of "image" uploads each in turn: "frames" holds every one (the top level repeats the first).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,23 +27,26 @@ try {
     if (error) throw new Error(`page error: ${error}`);
   };
   await waitFor('window.demo && window.demo.ready');
-  await page.setInputFiles('#file', opts.image);
-  await waitFor('window.demo.stylised >= 1');
-  const last = await page.evaluate(() => {
-    const b64 = (bytes) => {
-      let s = '';
-      for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-      return btoa(s);
-    };
-    const { h, w, input, output } = window.demo.last;
-    const drawn = document.getElementById('output').getContext('2d').getImageData(0, 0, w, h).data;
-    return { height: h, width: w, input: b64(input), output: b64(drawn), computed: b64(output) };
-  });
+  const frames = [];
+  for (const [i, image] of (opts.images ?? [opts.image]).entries()) {
+    await page.setInputFiles('#file', image);
+    await waitFor(`window.demo.stylised >= ${i + 1}`);
+    frames.push(await page.evaluate(() => {
+      const b64 = (bytes) => {
+        let s = '';
+        for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        return btoa(s);
+      };
+      const { h, w, input, output } = window.demo.last;
+      const drawn = document.getElementById('output').getContext('2d').getImageData(0, 0, w, h).data;
+      return { height: h, width: w, input: b64(input), output: b64(drawn), computed: b64(output) };
+    }));
+  }
   const bench = await page.evaluate((runs) => window.demo.benchmark(runs), opts.runs ?? 20);
   const env = await page.evaluate(() => ({ userAgent: navigator.userAgent, crossOriginIsolated: self.crossOriginIsolated,
     cores: navigator.hardwareConcurrency, status: document.getElementById('status').textContent,
     styles: [...document.querySelectorAll('#style option')].map((o) => o.textContent) }));
-  process.stdout.write(JSON.stringify({ ok: true, ...last, bench, env, logs }) + '\n');
+  process.stdout.write(JSON.stringify({ ok: true, ...frames[0], frames, bench, env, logs }) + '\n');
 } catch (err) {
   process.stdout.write(JSON.stringify({ ok: false, error: String(err.message ?? err), logs }) + '\n');
   process.exitCode = 1;
