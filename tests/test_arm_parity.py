@@ -289,3 +289,25 @@ def test_divergence_is_named_at_the_first_op_that_differs_and_where_it_grows():
     text = summarise(diffs)
     assert text.startswith("first differs at Relu r1") and "grows most at Conv c2" in text and "max 3 LSB" in text
     assert summarise(diffs[:1]) == "every exposed tensor is identical on aarch64 and x86"
+
+
+def test_bench_shows_the_aarch64_verdicts_of_the_manifest_as_parity_only_rows(tmp_path):
+    from toolkit.bench.arm import manifest_rows
+
+    out = tmp_path / "exported"
+    (out / "frost").mkdir(parents=True)
+    records = [{"file": str(out / "frost" / name), "sha256": "abc", "style": "frost", "target": "onnx",
+                "precision": precision} for name, precision in (("frost.onnx", "fp32"), ("frost.int8.onnx", "int8"))]
+    for r in records:
+        Path(r["file"]).write_bytes(b"x")
+    update_manifest(out, records)
+    update_manifest_field(out, manifest_fields([_judged(0.0, 0.0), _judged(0.1, 0.0, artifact="frost/frost.int8.onnx",
+                                                                           precision="int8")], "qemu"), log=print)
+    rows = manifest_rows(out, ["frost"], ("onnx",), ("fp32", "int8"))
+    assert [(r.precision, r.status, r.provider, r.fps) for r in rows] == [
+        ("int8", "error", PROVIDER, None), ("fp32", "unavailable", PROVIDER, None)]
+    assert "parity only" in rows[1].reason and "dB vs torch" in rows[0].reason
+    assert manifest_rows(out, ["frost"], ("tflite",), ("fp32", "int8")) == []
+    assert manifest_rows(out, ["fire"], ("onnx",), ("fp32", "int8")) == []
+    update_manifest(out, [dict(records[0], sha256="re-exported")])      # its aarch64 verdict no longer applies
+    assert [r.precision for r in manifest_rows(out, ["frost"], ("onnx",), ("fp32", "int8"))] == ["int8"]

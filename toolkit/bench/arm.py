@@ -430,6 +430,30 @@ def results_from_json(path: str | Path) -> tuple[list[ArmResult], dict]:
     return results, {k: v for k, v in data.items() if k != "results"}
 
 
+def manifest_rows(exported: Path, styles: Sequence[str], targets: Sequence[str], precisions: Sequence[str]) -> list:
+    """Bench rows from the "aarch64" fields `--update-manifest` wrote, for the files of `styles` still on disk with
+    the sha256 that was checked: parity only, never fps. A file re-exported since carries no row."""
+    from toolkit.bench.rows import LatencyRow
+    from toolkit.manifest import read_manifest
+
+    rows = []
+    for key, entry in sorted(read_manifest(exported).get("artifacts", {}).items()):
+        arm = entry.get("aarch64") or {}
+        if (entry.get("style") not in styles or entry.get("target") not in targets
+                or entry.get("precision") not in precisions or arm.get("sha256") != entry.get("sha256")):
+            continue
+        h, w = (int(v) for v in arm["size"].split("x"))
+        where = f"{arm['runtime'].removesuffix(' aarch64')}, qemu {','.join(arm['cpus'])}"
+        psnrs = f"PSNR {_fmt_db(arm['psnr_db_vs_x86'])} vs x86, {_fmt_db(arm['psnr_db_vs_torch'])} vs torch"
+        status, reason = (("unavailable", f"parity only, no fps under emulation ({where}): {psnrs}, pass")
+                          if arm["passed"] else ("error", f"aarch64 parity ({where}): {psnrs}; "
+                                                          + "; ".join(arm.get("failures", []))))
+        rows.append(LatencyRow(subject=entry["style"], target=entry["target"], precision=entry["precision"],
+                               provider=PROVIDER, threads=1, height=h, width=w, status=status, reason=reason,
+                               runtime=f"{arm['runtime']} (qemu)"))
+    return rows
+
+
 def rows_from_json(path: str | Path) -> list:
     """Bench rows ("aarch64 (emulated)", parity only) from a saved report."""
     return [r.to_row() for r in results_from_json(path)[0]]

@@ -90,11 +90,11 @@ def subjects_from_args(args) -> list:
 
 def run(args) -> int:
     import tempfile
+    from pathlib import Path
 
     from toolkit.bench.harness import Bench
     from toolkit.bench.report import markdown_table, write_reports
     from toolkit.errors import UserError
-
     from toolkit.fsutil import check_output_file
 
     config = config_from_args(args)
@@ -120,6 +120,11 @@ def run(args) -> int:
             rows += [row for r in results for row in r.rows]
         if subjects:
             new = Bench(config, workdir).run(subjects)
+            styles = [s.name for s in subjects if s.kind == "style"]
+            if styles and args.exported:  # what `bash .ci/arm_parity.sh --update-manifest` proved on arm64 kernels
+                from toolkit.bench.arm import manifest_rows
+
+                new += manifest_rows(Path(args.exported), styles, config.targets, config.precisions)
             print(markdown_table(new), end="")
             rows += new
     write_reports(rows, args.json, args.md, args.plot)
