@@ -40,7 +40,7 @@ def photos(max_side: int) -> list[tuple[str, np.ndarray]]:
 
 def onnx_psnr(style: str, images: list[np.ndarray]) -> float | None:
     """Worst PSNR of the shipped ONNX int8 file against the fp32 file on `images` (None when not exported)."""
-    from toolkit.compress.quality import psnr
+    from toolkit.parity import psnr
     from toolkit.runtime import load_runner
 
     folder = ROOT / "exported" / style

@@ -17,7 +17,7 @@ from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.cli import main
 from toolkit.compress.prune import prune_model, pruned_arch
 from toolkit.compress.qat import bake_weights, distinct_levels, fake_quant, palettize_weight, quantize_weight
-from toolkit.compress.quality import psnr
+from toolkit.parity import psnr
 from toolkit.config import ArchConfig, TrainConfig
 from toolkit.errors import UserError
 from toolkit.models import TransformerNet, count_params, create_model

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-import numpy as np
 
 from toolkit.bench.rows import LatencyRow, measure, one_line, unavailable
 from toolkit.errors import UserError
@@ -266,7 +265,7 @@ class Bench:
             return reused, None, ""
         dest = artifact_path(self.workdir, subject.name, target, precision, size)
         spec = ExportSpec(target=target, precision=precision, sizes=(tuple(size),) if size else (),
-                          style=subject.name, calibration=calibration_images(self.workdir))
+                          style=subject.name)
         try:
             export_artifact(subject.model, spec, dest, check=False)
         except MissingBackendError as exc:
@@ -364,25 +363,3 @@ def _bytes(path) -> Optional[int]:
     from toolkit.fsutil import size_of
 
     return size_of(path) if path is not None and Path(path).exists() else None
-
-
-def calibration_images(workdir: Path, count: int = 8) -> Tuple[str, ...]:
-    """Photos for int8 calibration (latency does not depend on them): () lets the exporter use the shared photos;
-    without shared data, a few smooth synthetic images written into `workdir`."""
-    from toolkit.paths import shared_data
-
-    if shared_data("content", "eval") is not None:
-        return ()
-    from PIL import Image
-
-    out = Path(workdir) / "calibration"
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        p = out / f"synthetic{i}.png"
-        if not p.exists():
-            yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
-            img = np.stack([xx / 256, yy / 256, 0.5 + 0.5 * np.sin((xx + 13 * i) / 9 + yy / 17)], axis=2)
-            Image.fromarray((img * 255).astype(np.uint8)).save(p)
-        paths.append(str(p))
-    return tuple(paths)

@@ -19,6 +19,8 @@ from toolkit.data.images import list_images, load_rgb, resize_long_side, save_im
 from toolkit.errors import UserError
 from toolkit.fsutil import atomic_path, size_of, write_json
 from toolkit.models.transformer_net import TransformerNet, count_params
+from toolkit.parity import psnr
+from toolkit.runtime.torch_eager import TorchEagerRunner
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".json")
 MACS_SIZE = (480, 640)  # MACs are reported at the benchmark resolution
@@ -48,22 +50,6 @@ class QualityRow:
     content_change_pct: float
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two [0,1] images; inf when identical."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
-
-
-def torch_runner(model: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    model = model.eval()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
-
-    return run
-
-
 def _artifact_arch(path: Path) -> ArchConfig | None:
     """The arch config the exporter stored in the artifact's own metadata (None when it has none)."""
     from toolkit.export import read_metadata
@@ -76,7 +62,8 @@ def load_candidate(path: str | Path, threads: int = 1) -> Candidate:
     path = Path(path)
     if path.suffix in CHECKPOINT_SUFFIXES:
         ckpt = load_checkpoint(path)
-        return Candidate(path.with_suffix("").name, str(path), "checkpoint", torch_runner(ckpt.model), (), ckpt.arch)
+        return Candidate(path.with_suffix("").name, str(path), "checkpoint", TorchEagerRunner(ckpt.model, threads), (),
+                         ckpt.arch)
     if not path.exists():
         raise UserError(f"{path} does not exist; pass checkpoints (.safetensors) or exported artifacts")
     from toolkit.export import load_runner
@@ -119,7 +106,7 @@ def evaluate(candidates: list[Candidate], reference: Checkpoint, images: list[np
     """One row per candidate (PSNR and loss changes vs `reference`) plus each candidate's outputs (for the strip)."""
     from toolkit.flops import count_macs
 
-    ref_run = torch_runner(reference.model)
+    ref_run = TorchEagerRunner(reference.model, torch.get_num_threads())
     ref_cache: dict[tuple, tuple] = {}
 
     def reference_of(i: int, x: np.ndarray):
