@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-
 from toolkit.bench.rows import LatencyRow, measure, one_line, unavailable
 from toolkit.errors import UserError
 from toolkit.formats import FORMATS, Size
