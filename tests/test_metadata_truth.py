@@ -75,6 +75,25 @@ def test_int8_onnx_imports_only_the_opset_domains_its_nodes_use(tmp_path):
     assert load_runner(dest)(x).shape == x.shape  # still loads and runs
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_onnx_files_hold_no_paths_of_the_machine_that_exported_them(tmp_path, precision):
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("onnxruntime is not installed")
+    from pathlib import Path
+
+    import torch
+
+    import toolkit
+
+    dest = tmp_path / f"t.{precision}.onnx"
+    export_artifact(tiny_model(), ExportSpec("onnx", precision, style="t", calibration=_photos(tmp_path)), dest,
+                    check=False)
+    data = dest.read_bytes()
+    for root in (Path(torch.__file__).parents[1], Path(toolkit.__file__).parents[1]):  # site-packages, the repo
+        assert str(root).encode() not in data
+    assert b"pkg.torch.onnx.stack_trace" not in data
+
+
 def test_an_artifact_that_disagrees_with_its_own_metadata_is_never_written(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     from toolkit import formats

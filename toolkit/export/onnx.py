@@ -46,6 +46,7 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
     if row.compute == "int8":
         model_proto = _prune_opset_imports(_to_int8(model_proto, model, spec))
         metadata["int8_layout"] = INT8_FORMAT
+    _drop_trace_metadata(model_proto)
     del model_proto.metadata_props[:]
     for key, value in sorted(metadata.items()):
         model_proto.metadata_props.add(key=key, value=str(value))
@@ -120,6 +121,21 @@ def _to_int8(model_proto, model, spec: ExportSpec):
                         nodes_to_exclude=_stem_convs(onnx.load_model(str(pre))),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         return onnx.load_model(str(out))
+
+
+def _drop_trace_metadata(model_proto) -> None:
+    """Remove what torch.onnx records per node and value for debugging (fx node text, name scopes, stack traces
+    naming files on the exporting machine): a shipped file holds no machine paths, and it is a third smaller."""
+    graphs = [model_proto.graph, *model_proto.functions]
+    for graph in graphs:
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    g = model_proto.graph
+    for item in (*g.input, *g.output, *g.value_info, *g.initializer):
+        kept = [p for p in item.metadata_props if not p.key.startswith("pkg.torch.")]
+        del item.metadata_props[:]
+        item.metadata_props.extend(kept)
 
 
 def _prune_opset_imports(model_proto):
