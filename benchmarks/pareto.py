@@ -82,13 +82,7 @@ def main(argv=None) -> int:
               f"{p['grain']:.3f} | {p['edge_stripe']:.3f} | {p['content']:.2f} | {p['fps_fp32']:.1f} | "
               f"{p['fps_int8']:.1f} |" for p in points]
     (RESULTS / "pareto.md").write_text("\n".join(lines) + "\n")
-    best = {}  # per arch the most stylised point, for `toolkit archs`
-    for p in points:
-        if p["arch"] not in best or p["style_strength"] < best[p["arch"]]["style_strength"]:
-            best[p["arch"]] = p
-    write_json(ROOT / "toolkit" / "models" / "pareto.json", {"style": Path(args.style_image).stem, "points": [
-        {k: p[k] for k in ("arch", "label", "steps", "style_strength", "grain", "fps_fp32", "fps_int8")}
-        for p in best.values()]})
+    write_archs_points(points, Path(args.style_image).stem)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,6 +100,17 @@ def main(argv=None) -> int:
     fig.savefig(RESULTS / "pareto.png", dpi=100)
     print((RESULTS / "pareto.md").read_text())
     return 0
+
+
+def write_archs_points(points: list[dict], style: str) -> None:
+    """toolkit/models/pareto.json for `toolkit archs`: the points labelled with their arch's name, i.e. trained with
+    the one recipe every preset shared here (extra points, e.g. a shipped style, stay in pareto.md only)."""
+    from toolkit.fsutil import write_json
+
+    same_recipe = [p for p in points if p["label"] == p["arch"]]
+    write_json(ROOT / "toolkit" / "models" / "pareto.json", {"style": style, "points": [
+        {k: p[k] for k in ("arch", "label", "steps", "style_strength", "grain", "fps_fp32", "fps_int8")}
+        for p in same_recipe]})
 
 
 if __name__ == "__main__":
