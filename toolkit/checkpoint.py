@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from toolkit import __version__
-from toolkit.config import ArchConfig, from_dict, to_dict
+from toolkit.config import ArchConfig, TrainConfig, from_dict, to_dict
 from toolkit.errors import UserError
 from toolkit.fsutil import atomic_path, write_json
 from toolkit.models.transformer_net import TransformerNet
@@ -26,6 +26,7 @@ class Checkpoint:
     model: TransformerNet
     meta: dict = field(default_factory=dict)
     optimizer_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    path: Path | None = None    # the file it was loaded from
 
     @property
     def arch(self) -> ArchConfig:
@@ -34,6 +35,17 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return self.meta.get("name", "style")
+
+    def train_config(self) -> TrainConfig:
+        """The training config the checkpoint records (the defaults when it records none); a malformed one (wrong
+        types, unknown keys, not an object) is a UserError naming the file."""
+        if "train_config" not in self.meta:
+            return TrainConfig()
+        try:
+            return TrainConfig.from_dict(self.meta["train_config"])
+        except UserError as exc:
+            raise UserError(f"checkpoint {self.path or self.name} records a malformed train config ({exc}); it is "
+                            "corrupt or hand-edited: restore or retrain it") from exc
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -90,14 +102,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             meta = json.loads(meta_path.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"checkpoint metadata {meta_path} is not valid JSON ({exc}); restore it") from exc
-    if "arch" not in meta:
-        if "arch" not in header:
-            raise UserError(f"checkpoint {weights_path} has no arch config; it was not written by toolkit")
-        meta["arch"] = json.loads(header["arch"])
+    if not isinstance(meta, dict):
+        raise UserError(f"checkpoint {weights_path} carries corrupt metadata (a JSON {type(meta).__name__}, not an "
+                        "object); restore it")
+    if "arch" not in meta and "arch" not in header:
+        raise UserError(f"checkpoint {weights_path} has no arch config; it was not written by toolkit")
     try:
+        if "arch" not in meta:
+            meta["arch"] = json.loads(header["arch"])
         arch = from_dict(ArchConfig, meta["arch"])
         model = TransformerNet(arch)
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (UserError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"checkpoint {weights_path} has a malformed arch config ({type(exc).__name__}: {exc}); "
                         "it is corrupt or hand-edited: restore or retrain it") from exc
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -109,4 +124,4 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                         "it is corrupt or from another arch") from exc
     model.eval()
     rest = {k: v for k, v in tensors.items() if not k.startswith("model.")}
-    return Checkpoint(model=model, meta=meta, optimizer_state=rest)
+    return Checkpoint(model=model, meta=meta, optimizer_state=rest, path=weights_path)

@@ -28,9 +28,21 @@ COMMANDS = {  # name users type -> module
 }
 
 
+class UsageError(UserError):
+    """A command line argparse refuses (a missing or unknown option, a value its type rejects)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (the problem and where the fix is) instead of the usage
+    block; subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toolkit", description="Train, compress, export and run compact "
-                                     "real-time style-transfer networks.")
+    parser = OneLineParser(prog="toolkit", description="Train, compress, export and run compact "
+                           "real-time style-transfer networks.")
     parser.add_argument("--version", action="version", version=f"toolkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -70,7 +82,11 @@ def quiet_backends(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     quiet_backends(args.verbose)
     try:

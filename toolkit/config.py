@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Tuple, Type, TypeVar
 
@@ -19,13 +22,61 @@ OUTPUTS = ("sigmoid", "tanh", "clamp")
 
 
 def from_dict(cls: Type[C], data: Mapping[str, Any]) -> C:
-    """Build a config dataclass; unknown keys raise with a suggestion; lists become tuples."""
+    """Build a config dataclass from JSON-like data (a checkpoint's or an artifact's, so possibly hostile): unknown
+    keys raise with a suggestion, a value of the wrong type (or a non-finite number) raises naming the key; lists
+    become tuples."""
+    if not isinstance(data, Mapping):
+        raise UserError(f"{cls.__name__} must be a JSON object, got a {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
         if key not in names:
             raise UserError(f"unknown {cls.__name__} key '{key}'{did_you_mean(key, names)}")
+        if not _has_type(value, hints[key]):
+            raise UserError(f"{cls.__name__} {key} must be {_type_name(hints[key])}, got {value!r:.60}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return cls(**kwargs)
+
+
+def arch_from_json(text: str, source) -> ArchConfig:
+    """The ArchConfig an exported artifact records as JSON text; not JSON, not an object, a wrong type or an unknown
+    key is a UserError naming `source`."""
+    import json
+
+    try:
+        return from_dict(ArchConfig, json.loads(text))
+    except (TypeError, ValueError, UserError) as exc:  # json's errors are ValueErrors
+        raise UserError(f"{source} records a malformed arch config ({exc}); re-export it") from exc
+
+
+def _has_type(value, hint) -> bool:
+    """Whether a JSON value fits a config field's annotation (int, float, str, bool, X | None, Tuple[X, ...])."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_has_type(value, a) for a in args)
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, (list, tuple)) and all(_has_type(v, args[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    return True  # nested configs (TrainConfig.loss) are built by their own from_dict
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return "a list of " + {int: "whole numbers", float: "finite numbers", str: "strings"}.get(item, str(item))
+    return {type(None): "null", bool: "true/false", int: "a whole number", float: "a finite number",
+            str: "a string"}.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def to_dict(cfg) -> dict:
@@ -148,6 +199,8 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> "TrainConfig":
+        if not isinstance(data, Mapping):
+            raise UserError(f"TrainConfig must be a JSON object, got a {type(data).__name__}")
         data = dict(data)
         loss = from_dict(LossConfig, data.pop("loss", {}))
         cfg = from_dict(TrainConfig, data)

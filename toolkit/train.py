@@ -10,10 +10,12 @@ Run directory runs/<name>/:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -25,7 +27,7 @@ from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import TrainConfig
 from toolkit.data.images import ContentCrops, list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
 from toolkit.errors import UserError
-from toolkit.fsutil import ensure_writable_dir
+from toolkit.fsutil import check_output_file, ensure_writable_dir
 from toolkit.losses import build_loss
 from toolkit.models import create_model
 from toolkit.models.grow import widen_head
@@ -138,6 +140,14 @@ def content_loader(cfg: TrainConfig, files: list[Path], start: int = 0, rank: in
                       prefetch_factor=4 if cfg.workers else None)
 
 
+def first_batch_read(loader: DataLoader) -> Iterator[torch.Tensor]:
+    """The loader's batches with the first one already read: photos that cannot be decoded fail before a run folder
+    or a progress bar appears, as one line."""
+    batches = iter(loader)
+    first = next(batches, None)
+    return itertools.chain([] if first is None else [first], batches)
+
+
 def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
     (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
@@ -172,8 +182,9 @@ def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dic
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     history = []
     model.train()
+    batches = first_batch_read(content_loader(cfg, list_images(resolve_data_path(cfg.content_dir))))
     with tqdm(total=cfg.steps, desc=f"fine-tune {cfg.name}", unit="step", dynamic_ncols=True) as bar:
-        for step, batch in enumerate(content_loader(cfg, list_images(resolve_data_path(cfg.content_dir)))):
+        for step, batch in enumerate(batches):
             losses = training_losses(model, loss_fn, batch, cfg, step)
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
@@ -218,7 +229,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
     if rank == 0:
         if run_dir.exists() and (run_dir / "last.json").exists() and not (resume or overwrite):
             raise UserError(f"run {run_dir} already exists; pass --resume to continue it or --overwrite to restart")
-        ensure_writable_dir(run_dir / "samples")
+        check_output_file(last, "run folder")  # created only once every input has been read (below)
     if not resolve_data_path(cfg.style_image).is_file():
         raise UserError(f"style image {cfg.style_image} does not exist; pass --style-image PATH")
     files = list_images(resolve_data_path(cfg.content_dir))
@@ -233,7 +244,10 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
     start, history = 0, []
     if resume and last.exists():
         ckpt = load_checkpoint(last)
-        saved = TrainConfig.from_dict(ckpt.meta["train_config"])
+        if "train_config" not in ckpt.meta or not isinstance(ckpt.meta.get("step"), int):
+            raise UserError(f"{last} records no training state (train config and step); it was not written by "
+                            "`toolkit train`: pass --overwrite to restart the run")
+        saved = ckpt.train_config()
         if saved.arch != cfg.arch:
             raise UserError(f"run {run_dir} was trained with --arch {saved.arch}, not {cfg.arch}")
         model.load_state_dict(ckpt.model.state_dict())
@@ -248,8 +262,10 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, style_layer_weights=tuple(weights)))
         log.info("style tap weights: %s", dict(zip(cfg.loss.style_layers, (round(w, 3) for w in weights))))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    loader = content_loader(cfg, files, start, rank, world)
+    batches = first_batch_read(content_loader(cfg, files, start, rank, world))
     samples = _sample_images(cfg, files) if rank == 0 else None
+    if rank == 0:
+        ensure_writable_dir(run_dir / "samples")
 
     def save_state(step: int, final: bool = False) -> None:
         meta = {"name": cfg.name, "train_config": cfg.to_dict(), "step": step, "history": history,
@@ -266,7 +282,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
     step = start
     wait_t = busy_t = 0.0
     t0 = time.perf_counter()
-    for batch in loader:
+    for batch in batches:
         t1 = time.perf_counter()
         batch = batch.to(device, non_blocking=True)
         losses = training_losses(net, loss_fn, batch, cfg, step * world + rank)

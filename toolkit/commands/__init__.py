@@ -27,3 +27,45 @@ def list_option(parser, *flags: str, default: list[str], metavar: str, help: str
     shown = ",".join(default) if default else "none"
     parser.add_argument(*flags, action=_Extend, type=csv, default=list(default), metavar=metavar,
                         help=f"{help} (repeatable or a comma list; default: {shown})")
+
+
+MAX_STEPS = 100_000_000  # training / fine-tune steps: more is a typo, not a plan
+MAX_WORKERS = 256        # processes or threads one command starts: more is a typo that would fork-bomb the machine
+
+
+def whole(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum]; anything else is refused while parsing, in one line,
+    before any work (`--steps -1`, `--workers 1e9`, `--seed nan`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def real(minimum: float = 0.0, above: bool = False):
+    """An argparse type: a finite number >= minimum (> minimum when `above`); nan, inf and '1e400' are refused."""
+    import math
+
+    bound = f"{'>' if above else '>='} {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse

@@ -5,6 +5,8 @@ HELP = ("quality table for compressed models: bytes, params, MACs, PSNR vs the f
 
 
 def add_arguments(p) -> None:
+    from toolkit.commands import MAX_WORKERS, whole
+
     p.add_argument("inputs", nargs="+", metavar="MODEL",
                    help="checkpoints (.safetensors, or a style name like --style) and/or exported artifacts "
                    "(.onnx, .tflite, .mlpackage)")
@@ -14,7 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("--size", type=int, default=256, help="eval long side (default 256)")
     p.add_argument("--style-image", help="style image for the style loss (default: the reference's training one)")
     p.add_argument("--loss-net", choices=["vgg19", "vgg16", "random"], help="loss network (default: the training one)")
-    p.add_argument("--threads", type=int, default=1, help="runtime threads for artifacts")
+    p.add_argument("--threads", type=whole(1, MAX_WORKERS), default=1, help="runtime threads for artifacts")
     p.add_argument("-o", "--out", "--out-dir", dest="out_dir", default="reports/compare",
                    help="folder where compare.{json,md,png} go (default: reports/compare/)")
 
@@ -26,8 +28,8 @@ def run(args) -> int:
     from toolkit.checkpoint import load_checkpoint
     from toolkit.compress.quality import (CHECKPOINT_SUFFIXES, evaluate, eval_images, load_candidate, markdown_table,
                                           write_report)
-    from toolkit.config import TrainConfig
     from toolkit.errors import UserError
+    from toolkit.fsutil import check_output_file
     from toolkit.paths import portable_path
     from toolkit.train import style_loss
     from toolkit.zoo import checkpoint_path
@@ -37,6 +39,7 @@ def run(args) -> int:
     from toolkit.data.images import check_pixels
 
     check_pixels(args.size, args.size, f"--size {args.size}")
+    check_output_file(Path(args.out_dir) / "compare.json", "-o")  # a file in the way fails before any evaluation
     inputs = [str(checkpoint_path(p)) for p in args.inputs]  # a bare name is a style, as for prune --checkpoint
     ref_path = str(checkpoint_path(args.reference)) if args.reference else next(
         (p for p in inputs if Path(p).suffix in CHECKPOINT_SUFFIXES), None)
@@ -44,7 +47,7 @@ def run(args) -> int:
         raise UserError("no float checkpoint to compare against; pass --reference CHECKPOINT")
     reference = load_checkpoint(ref_path)
     candidates = [load_candidate(p, threads=args.threads) for p in inputs]
-    base = TrainConfig.from_dict(reference.meta["train_config"]) if "train_config" in reference.meta else TrainConfig()
+    base = reference.train_config()
     loss = base.loss if args.loss_net is None else dataclasses.replace(base.loss, loss_net=args.loss_net)
     cfg = dataclasses.replace(base, style_image=args.style_image or base.style_image, loss=loss)
     if not cfg.style_image:

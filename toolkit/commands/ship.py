@@ -13,11 +13,35 @@ def add_arguments(p) -> None:
     p.add_argument("--skip-export", action="store_true", help="only re-measure, re-render and rewrite the manifest")
 
 
+def check_inputs(args) -> None:
+    """What ship reads, checked before the zoo or the export folder is touched: the checkpoint and the training
+    config it records (and, re-shipping a zoo entry, its ship record), and the style image (given, or the recorded
+    one when it is there) must decode."""
+    from pathlib import Path
+
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.data.images import decode_image
+    from toolkit.errors import UserError
+    from toolkit.paths import resolve_data_path, safe_name
+    from toolkit.zoo import ship as ship_module
+
+    ckpt = load_checkpoint(args.checkpoint)
+    recorded = ckpt.train_config().style_image
+    entry = ship_module.ZOO_DIR / f"{safe_name(args.style, 'style')}.safetensors"
+    if Path(args.checkpoint).resolve() == entry.resolve() and not {"train_command", "training"} <= ckpt.meta.keys():
+        raise UserError(f"zoo entry {entry} has no ship record (train_command, training); ship the run's checkpoint "
+                        f"(runs/{args.style}/{args.style}.safetensors) instead")
+    image = resolve_data_path(args.style_image or recorded) if (args.style_image or recorded) else None
+    if image is not None and image.is_file():  # a missing one: ship names the flag
+        decode_image(image)
+
+
 def run(args) -> int:
     from pathlib import Path
 
     from toolkit.zoo.ship import ship
 
+    check_inputs(args)
     record = ship(Path(args.checkpoint), args.style, args.source, args.licence,
                   Path(args.style_image) if args.style_image else None, Path(args.out), args.skip_export)
     print(f"shipped {args.style}: {record['params']:,} params, fps {record['fps_480x640_onnx_1thread']}")

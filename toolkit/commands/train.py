@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import argparse
+
 HELP = "train a style with the perceptual loss (resumable; runs under torchrun for data parallelism)"
 
 
 def add_arguments(p) -> None:
+    from toolkit.commands import MAX_STEPS, MAX_WORKERS, real, whole
     from toolkit.config import LossConfig, TrainConfig
 
     d, dl = TrainConfig(), LossConfig()
@@ -11,19 +14,19 @@ def add_arguments(p) -> None:
     p.add_argument("--name", required=True, help="run name; writes runs/<name>/")
     p.add_argument("--content-dir", required=True, help="folder of content photos")
     p.add_argument("--arch", default=d.arch, help=f"architecture preset (default {d.arch}; see `toolkit archs`)")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--size", type=int, default=d.size, help="training crop side")
-    p.add_argument("--style-size", type=int, default=d.style_size, help="style image long side")
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--style-weight", type=float, default=dl.style_weight)
-    p.add_argument("--content-weight", type=float, default=dl.content_weight)
-    p.add_argument("--tv-weight", type=float, default=dl.tv_weight)
-    p.add_argument("--temporal-weight", type=float, default=dl.temporal_weight,
+    p.add_argument("--steps", type=whole(1, MAX_STEPS), default=d.steps)
+    p.add_argument("--size", type=whole(16), default=d.size, help="training crop side (a multiple of 16)")
+    p.add_argument("--style-size", type=whole(1), default=d.style_size, help="style image long side")
+    p.add_argument("--batch", type=whole(1), default=d.batch)
+    p.add_argument("--lr", type=real(above=True), default=d.lr)
+    p.add_argument("--style-weight", type=real(), default=dl.style_weight)
+    p.add_argument("--content-weight", type=real(), default=dl.content_weight)
+    p.add_argument("--tv-weight", type=real(), default=dl.tv_weight)
+    p.add_argument("--temporal-weight", type=real(), default=dl.temporal_weight,
                    help="weight of the synthetic-motion temporal stability loss (0 = off)")
-    p.add_argument("--shift-weight", type=float, default=dl.shift_weight,
+    p.add_argument("--shift-weight", type=real(), default=dl.shift_weight,
                    help="weight of the shift-equivariance term against lattice-locked grain (0 = off)")
-    p.add_argument("--grain-weight", type=float, default=dl.grain_weight,
+    p.add_argument("--grain-weight", type=real(), default=dl.grain_weight,
                    help="weight of the even/odd phase-balance term against the 2-pixel grain (0 = off)")
     p.add_argument("--style-layers", type=_taps, default=dl.style_layers, metavar="TAPS",
                    help=f"comma-separated VGG taps for the Gram style loss (default {','.join(dl.style_layers)}; "
@@ -35,10 +38,10 @@ def add_arguments(p) -> None:
                         "the start from training crops, recorded in the checkpoint)")
     p.add_argument("--style-scales", type=_scales, default=dl.style_scales, metavar="S",
                    help="comma-separated scales at which style Grams are matched, e.g. 1,0.5 (default 1)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers, help="data-loading worker processes")
-    p.add_argument("--sample-every", type=int, default=d.sample_every)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--seed", type=whole(0, 2**32 - 1), default=d.seed)
+    p.add_argument("--workers", type=whole(0, MAX_WORKERS), default=d.workers, help="data-loading worker processes")
+    p.add_argument("--sample-every", type=whole(0), default=d.sample_every)
+    p.add_argument("--checkpoint-every", type=whole(1), default=d.checkpoint_every)
     p.add_argument("--loss-net", default=dl.loss_net, choices=["vgg19", "vgg16", "random"])
     p.add_argument("--encoder-precision", default=dl.encoder_precision, choices=["fp32", "bf16"],
                    help="run the frozen VGG in bf16 (about 1.8x faster steps on AVX512-BF16 CPUs and GPUs)")
@@ -51,16 +54,23 @@ def add_arguments(p) -> None:
 
 
 def _taps(text: str) -> tuple[str, ...]:
-    taps = tuple(t.strip() for t in text.split(",") if t.strip())
+    from toolkit.commands import csv
+
+    taps = tuple(csv(text))
     if not taps:
-        raise ValueError("empty tap list")
+        raise argparse.ArgumentTypeError(f"{text!r} names no tap; give e.g. relu1_1,relu2_1")
     return taps
 
 
 def _scales(text: str) -> tuple[float, ...]:
-    scales = tuple(float(t) for t in text.split(",") if t.strip())
+    from toolkit.commands import csv
+
+    try:
+        scales = tuple(float(t) for t in csv(text))
+    except ValueError:
+        scales = ()
     if not scales or any(not 0 < s <= 1 for s in scales):
-        raise ValueError("scales must be in (0, 1]")
+        raise argparse.ArgumentTypeError(f"{text!r} must be a comma list of scales in (0, 1], e.g. 1,0.5")
     return scales
 
 
@@ -80,13 +90,7 @@ def run(args) -> int:
     ARCHS.get(args.arch)
     from toolkit.data.images import check_pixels
 
-    for flag in ("steps", "size", "batch", "checkpoint_every", "style_size"):
-        if getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
-    if args.workers < 0 or args.sample_every < 0:
-        raise UserError("--workers and --sample-every must be >= 0")
-    if not args.lr > 0:
-        raise UserError(f"--lr must be > 0, got {args.lr}")
+    # the numbers' own ranges are checked while parsing (toolkit.commands.whole / real)
     if args.size % 16:
         raise UserError(f"--size {args.size} must be a multiple of 16")
     check_pixels(args.size, args.size * args.batch, "--size x --batch")

@@ -19,22 +19,27 @@ if TYPE_CHECKING:  # torch is imported only when a command runs, not when the CL
 
 
 def add_finetune_arguments(p) -> None:
-    p.add_argument("--finetune-steps", type=int, default=0, help="fine-tune steps after compressing (default 0)")
+    from toolkit.commands import MAX_STEPS, MAX_WORKERS, real, whole
+
+    p.add_argument("--finetune-steps", type=whole(0, MAX_STEPS), default=0,
+                   help="fine-tune steps after compressing (default 0)")
     p.add_argument("--style-image", help="style image (default: the one the checkpoint was trained on)")
     p.add_argument("--content-dir", help="content photos (default: the checkpoint's training photos)")
-    p.add_argument("--size", type=int, default=None, help="fine-tune crop side (default: the training one)")
-    p.add_argument("--batch", type=int, default=None, help="fine-tune batch (default: the training one)")
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tune learning rate (default 1e-4)")
+    p.add_argument("--size", type=whole(16), default=None, help="fine-tune crop side (default: the training one)")
+    p.add_argument("--batch", type=whole(1), default=None, help="fine-tune batch (default: the training one)")
+    p.add_argument("--lr", type=real(above=True), default=1e-4, help="fine-tune learning rate (default 1e-4)")
     p.add_argument("--loss-net", choices=["vgg19", "vgg16", "random"], help="loss network (default: the training one)")
     p.add_argument("--encoder-precision", choices=["fp32", "bf16"],
                    help="run the frozen VGG in bf16 (faster on AVX512-BF16 CPUs and GPUs; default: the training one)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("--workers", type=whole(0, MAX_WORKERS), default=0,
+                   help="data-loading worker processes (default 0)")
     p.add_argument("-o", "--out", help="output checkpoint (.safetensors)")
 
 
 def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
-    """The checkpoint's training config with the command line's overrides; checks the inputs exist."""
-    base = TrainConfig.from_dict(ckpt.meta["train_config"]) if "train_config" in ckpt.meta else TrainConfig()
+    """The checkpoint's training config with the command line's overrides (whose ranges argparse checked); checks
+    the inputs exist."""
+    base = ckpt.train_config()
     overrides = {k: v for k, v in (("loss_net", args.loss_net), ("encoder_precision", args.encoder_precision))
                  if v is not None}
     loss = dataclasses.replace(base.loss, **overrides)
@@ -42,14 +47,9 @@ def finetune_config(ckpt: Checkpoint, args, steps: int) -> TrainConfig:
         base, name=ckpt.name, style_image=args.style_image or base.style_image,
         content_dir=args.content_dir or base.content_dir, steps=steps, size=args.size or base.size,
         batch=args.batch or base.batch, lr=args.lr, workers=args.workers, loss=loss)
-    for flag in ("size", "batch"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     from toolkit.data.images import check_pixels
 
     check_pixels(cfg.size, cfg.size * cfg.batch, "--size x --batch")
-    if steps < 0:
-        raise UserError(f"--finetune-steps {steps} must be >= 0")
     if cfg.size % ckpt.arch.stride or cfg.size < 16:
         raise UserError(f"--size {cfg.size} must be a multiple of {ckpt.arch.stride} and >= 16")
     if not cfg.style_image or not resolve_data_path(cfg.style_image).is_file():
@@ -81,7 +81,10 @@ def default_output(checkpoint: str | Path, tag: str, runs_dir: str | Path = "run
 
 
 def check_output(out: str | Path, checkpoint: str | Path) -> Path:
+    """The weights path `-o` names (a folder takes the input's name); refuses, before any work, the input itself and
+    a path that cannot be written (a parent that is a file)."""
     from toolkit.checkpoint import _paths
+    from toolkit.fsutil import check_output_file
 
     out = Path(out)
     if out.is_dir():  # -o DIR: the checkpoint goes inside it, named after the input
@@ -91,7 +94,7 @@ def check_output(out: str | Path, checkpoint: str | Path) -> Path:
     weights, _ = _paths(out)
     if weights.resolve() == _paths(checkpoint)[0].resolve():
         raise UserError(f"-o {out} would overwrite the input checkpoint; choose another path")
-    return weights
+    return check_output_file(weights, "output")
 
 
 def save_compressed(out: Path, model, source: Checkpoint, source_path: str | Path, compression: dict,

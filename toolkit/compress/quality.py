@@ -4,7 +4,6 @@ runtime, through toolkit.export.load_runner)."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 
 from toolkit.checkpoint import Checkpoint, load_checkpoint
-from toolkit.config import ArchConfig, from_dict
-from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
+from toolkit.config import ArchConfig, arch_from_json
+from toolkit.data.images import check_pixels, list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
 from toolkit.errors import UserError
 from toolkit.fsutil import atomic_path, size_of, write_json
 from toolkit.models.transformer_net import TransformerNet, count_params
@@ -55,7 +54,7 @@ def _artifact_arch(path: Path) -> ArchConfig | None:
     from toolkit.export import read_metadata
 
     arch = read_metadata(path).get("arch")
-    return from_dict(ArchConfig, json.loads(arch)) if arch else None
+    return arch_from_json(arch, path) if arch else None
 
 
 def load_candidate(path: str | Path, threads: int = 1) -> Candidate:
@@ -69,8 +68,10 @@ def load_candidate(path: str | Path, threads: int = 1) -> Candidate:
     from toolkit.export import load_runner
 
     runner = load_runner(path, threads=threads)
-    return Candidate(path.name, str(path), path.suffix.lstrip("."), runner, tuple(getattr(runner, "sizes", ()) or ()),
-                     _artifact_arch(path))
+    sizes = tuple(getattr(runner, "sizes", ()) or ())
+    for h, w in sizes:  # a fixed input the photos are resized to: a hostile graph's 100000x100000 is refused here
+        check_pixels(h, w, f"{path}'s input size")
+    return Candidate(path.name, str(path), path.suffix.lstrip("."), runner, sizes, _artifact_arch(path))
 
 
 def eval_images(folder: str | Path | None, long_side: int = 256, multiple: int = 16, limit: int = 9) -> list[np.ndarray]:

@@ -117,7 +117,8 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | Non
 def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"content directory {folder} does not exist; pass a folder of photos")
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise UserError(f"content directory {folder} {problem}; pass a folder of photos")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UserError(f"content directory {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add photos")

@@ -227,9 +227,12 @@ def export_style(model, style: str, jobs: Sequence[ExportJob], out_dir: str | Pa
     """Export every job for `style` into `out_dir` and record them in its manifest, all or nothing.
 
     `metadata` (e.g. the style's licence) goes into every artifact. Backends and calibration photos are checked
-    before the first export. Returns the records (file = final path, `seconds` = export time)."""
+    before the first export, and the style name (a checkpoint's, so possibly hostile) before the output folder is
+    created. Returns the records (file = final path, `seconds` = export time)."""
     from toolkit.export.calibration import calibration_paths
+    from toolkit.paths import safe_name
 
+    safe_name(style, "style name")
     check_backends({job.target for job in jobs})
     if any(job.target.precision(job.precision).calibrated for job in jobs):
         calibration_paths(calibration)
