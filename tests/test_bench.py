@@ -121,7 +121,7 @@ def test_an_arch_in_metadata_that_does_not_build_is_a_user_error_not_a_row_witho
     from toolkit.bench.harness import _model_from_artifact
 
     monkeypatch.setattr("toolkit.export.read_metadata", lambda path: {"arch": '{"no_such_knob": 1}'})
-    with pytest.raises(UserError, match=r"y\.onnx: the arch in its metadata does not build a net \(UserError"):
+    with pytest.raises(UserError, match=r"y\.onnx records a malformed arch config \(unknown ArchConfig key"):
         _model_from_artifact(tmp_path / "y.onnx")
     monkeypatch.setattr("toolkit.export.read_metadata", lambda path: {"precision": "fp32"})
     assert _model_from_artifact(tmp_path / "z.onnx") is None   # exported elsewhere: no arch, so no MACs

@@ -341,19 +341,18 @@ def _metadata(path: Path) -> dict:
 @functools.lru_cache(maxsize=32)
 def _model_from_artifact(path: Path):
     """The TransformerNet an artifact was exported from (arch in its metadata; weights do not change MACs), or None
-    when it carries no arch (exported elsewhere: its rows have no MACs). An arch that does not build is a UserError:
-    rows quietly missing MACs would look like a file from elsewhere."""
-    import json
-
-    from toolkit.config import ArchConfig, from_dict
+    when it carries no arch (exported elsewhere: its rows have no MACs). A malformed arch is a UserError: rows
+    quietly missing MACs would look like a file from elsewhere."""
+    from toolkit.config import arch_from_json
     from toolkit.models import TransformerNet
 
     arch = _metadata(path).get("arch")
     if not arch:
         return None
+    config = arch_from_json(arch, path)
     try:
-        return TransformerNet(from_dict(ArchConfig, json.loads(arch)))
-    except Exception as exc:
+        return TransformerNet(config)
+    except Exception as exc:  # well-typed but inconsistent values (e.g. widths the blocks cannot take)
         raise UserError(f"{path}: the arch in its metadata does not build a net ({type(exc).__name__}: "
                         f"{one_line(exc)}); re-export it") from exc
 
