@@ -69,3 +69,20 @@ def real(minimum: float = 0.0, above: bool = False):
 
     parse.__name__ = "number"
     return parse
+
+
+def add_finetune_arguments(p) -> None:
+    """The fine-tune options prune and qat share (toolkit.compress.finetune.finetune_config reads them)."""
+    p.add_argument("--finetune-steps", type=whole(0, MAX_STEPS), default=0,
+                   help="fine-tune steps after compressing (default 0)")
+    p.add_argument("--style-image", help="style image (default: the one the checkpoint was trained on)")
+    p.add_argument("--content-dir", help="content photos (default: the checkpoint's training photos)")
+    p.add_argument("--size", type=whole(16), default=None, help="fine-tune crop side (default: the training one)")
+    p.add_argument("--batch", type=whole(1), default=None, help="fine-tune batch (default: the training one)")
+    p.add_argument("--lr", type=real(above=True), default=1e-4, help="fine-tune learning rate (default 1e-4)")
+    p.add_argument("--loss-net", choices=["vgg19", "vgg16", "random"], help="loss network (default: the training one)")
+    p.add_argument("--encoder-precision", choices=["fp32", "bf16"],
+                   help="run the frozen VGG in bf16 (faster on AVX512-BF16 CPUs and GPUs; default: the training one)")
+    p.add_argument("--workers", type=whole(0, MAX_WORKERS), default=0,
+                   help="data-loading worker processes (default 0)")
+    p.add_argument("-o", "--out", help="output checkpoint (.safetensors)")

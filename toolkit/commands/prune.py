@@ -4,7 +4,7 @@ HELP = "remove whole channels (torch-pruning), optionally fine-tune / QAT; write
 
 
 def add_arguments(p) -> None:
-    from toolkit.compress.finetune import add_finetune_arguments
+    from toolkit.commands import add_finetune_arguments
 
     p.add_argument("--checkpoint", required=True, help="the float checkpoint to prune, or a style name")
     p.add_argument("--sparsity", type=float, required=True, help="fraction of channels removed per stage, in (0, 1)")

@@ -5,7 +5,7 @@ HELP = ("quantization-aware fine-tune: weights fake-quantized on the exporter's 
 
 
 def add_arguments(p) -> None:
-    from toolkit.compress.finetune import add_finetune_arguments
+    from toolkit.commands import add_finetune_arguments
 
     p.add_argument("--checkpoint", required=True, help="the float (or pruned) checkpoint, or a style name")
     p.add_argument("--bits", type=int, required=True,
