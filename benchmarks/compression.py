@@ -145,7 +145,8 @@ def main(argv=None) -> int:
 
     from toolkit.bench.host import host_info
 
-    result = {"source": source, "pruned_source": args.pruned or "prune_model(sparsity=0.5, l1), no fine-tune",
+    shown = args.checkpoint if Path(args.checkpoint).is_file() else f"zoo:{args.checkpoint}"  # no machine paths
+    result = {"source": shown, "pruned_source": args.pruned or "prune_model(sparsity=0.5, l1), no fine-tune",
               "alternative_sources": args.alternative, "size": list(SIZE), "threads": 1, "clock": "process CPU time",
               "runtime": f"onnxruntime {onnxruntime.__version__} CPU", "host": host_info().to_dict(),
               "arch": dataclasses.asdict(model.config), "rows": rows, "quality": q, "summary": summary,
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     md = [f"# Compression benchmark ({result['runtime']}, 1 thread, {SIZE[0]}x{SIZE[1]}, CPU clock)", "",
           f"Host: {result['host']['cpu_model']} (family {result['host']['cpu_family']}). "
           f"Median of {args.rounds} interleaved rounds of {args.repeats} runs.", "",
-          f"source: {source}; pruned: {result['pruned_source']}"
+          f"source: {shown}; pruned: {result['pruned_source']}"
           + (f"; alternatives: {', '.join(args.alternative)}" if args.alternative else ""), "",
           "| model | precision | norm / trunk norm (trained) | widths | params | GMAC | bytes | CPU p50 ms | fps | "
           "int8 PSNR vs own fp32 (dB) |", "|" + "---|" * 10]
