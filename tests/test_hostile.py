@@ -421,6 +421,7 @@ TRAIN_CASES = [
     ("missing loss weights", ["--loss-net", "vgg19", "--loss-weights", "{f}/nope.safetensors"], "do not exist"),
     ("loss weights are random bytes", ["--loss-net", "vgg19", "--loss-weights", "{f}/random.safetensors"],
      "could not be read safely"),
+    ("loss weights with the random loss net", ["--loss-weights", "{f}/random.safetensors"], "contradict each other"),
     ("missing init", ["--init", "{f}/nope.safetensors"], "does not exist"),
     ("escaping init name", ["--init", "../x"], "not a plain name"),
     ("init is a folder", ["--init", "{f}/folder.safetensors"], "does not exist"),

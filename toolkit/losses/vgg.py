@@ -179,6 +179,9 @@ def load_vgg(taps: Iterable[str], net: str = "vgg19", weights: str | Path | None
     """The loss encoder from the first available source (see module docstring)."""
     taps = list(taps)
     if net == "random":
+        if weights:
+            raise UserError(f"--loss-weights {weights} and --loss-net random contradict each other (random weights "
+                            "load no file); drop one of them")
         return random_encoder("vgg19", taps, seed)
     if net not in CFGS:
         raise unknown("loss net", net, list(CFGS) + ["random"])
