@@ -644,6 +644,8 @@ def test_compare_refuses_bad_input_in_one_line(tmp_path, capsys, bad, case, args
 
 
 SHIP_CASES = [
+    ("a newline in the source", ["--source", "Hokusai\nrm -rf"], "--source: must be one line of printable text"),
+    ("an empty licence", ["--licence", " "], "--licence: must be one line of printable text"),
     ("missing checkpoint", ["--checkpoint", "{f}/nope.safetensors"], "does not exist"),
     ("checkpoint is a folder", ["--checkpoint", "{f}/folder.safetensors"], "does not exist"),
     ("checkpoint is random bytes", ["--checkpoint", "{f}/random.safetensors"], "corrupt or not a safetensors"),

@@ -6,11 +6,23 @@ HELP = "ship a trained style: package it in the zoo, export every artifact with 
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", required=True, help="the trained checkpoint (runs/<name>/<name>.safetensors)")
     p.add_argument("--style", required=True, help="the name users will type (--style NAME)")
-    p.add_argument("--source", required=True, help="where the style image comes from (artist, title, year)")
-    p.add_argument("--licence", required=True, help="the style image's licence, e.g. 'public domain'")
+    p.add_argument("--source", required=True, type=one_line_text,
+                   help="where the style image comes from (artist, title, year)")
+    p.add_argument("--licence", required=True, type=one_line_text,
+                   help="the style image's licence, e.g. 'public domain'")
     p.add_argument("--style-image", help="the style image (default: the one recorded in the checkpoint)")
     p.add_argument("--out", default="exported", help="export folder (default exported/)")
     p.add_argument("--skip-export", action="store_true", help="only re-measure, re-render and rewrite the manifest")
+
+
+def one_line_text(text: str) -> str:
+    """--source / --licence land in the gallery README, the manifest and every artifact's metadata: one line of
+    printable text."""
+    import argparse
+
+    if not text.strip() or not text.isprintable():
+        raise argparse.ArgumentTypeError("must be one line of printable text (no newlines or control characters)")
+    return text.strip()
 
 
 def check_inputs(args) -> None:
