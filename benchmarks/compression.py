@@ -27,7 +27,6 @@ from toolkit.bench.timing import bench_input, interleaved
 from toolkit.checkpoint import load_checkpoint
 from toolkit.compress.prune import prune_model
 from toolkit.compress.quality import Candidate, eval_images, evaluate
-from toolkit.config import TrainConfig
 from toolkit.export import ExportSpec, export_artifact, load_runner
 from toolkit.flops import count_macs
 from toolkit.fsutil import atomic_path, write_json
@@ -73,7 +72,7 @@ def main(argv=None) -> int:
     source = args.checkpoint if Path(args.checkpoint).is_file() else str(style_path(args.checkpoint))
     ckpt = load_checkpoint(source)
     model = ckpt.model
-    cfg = TrainConfig.from_dict(ckpt.meta["train_config"]) if "train_config" in ckpt.meta else TrainConfig()
+    cfg = ckpt.train_config()
     if not cfg.style_image or not Path(cfg.style_image).is_file():
         style_name = Path(cfg.style_image).name or "frost.png"
         cfg = dataclasses.replace(cfg, style_image=str(shared_data("styles", style_name)))

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     for style in styles:
         ckpt = load_checkpoint(checkpoint_path(overrides.get(style, style)))
         model = ckpt.model.eval()
-        style_image = resolve_data_path(ckpt.meta["train_config"]["style_image"])
+        style_image = resolve_data_path(ckpt.train_config().style_image)
         if not style_image.is_file():
             style_image = shared_data("styles", style_image.name)
         loss = measuring_loss(style_image)
