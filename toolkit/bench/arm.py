@@ -165,17 +165,9 @@ class ArmResult:
 
     def to_row(self):
         """A bench row: parity only, never fps (timing under emulation means nothing)."""
-        from toolkit.bench.rows import LatencyRow
-
-        where = f"{self.runtime.removesuffix(' aarch64')}, qemu {self.cpu}"
-        if self.passed:
-            status, reason = "unavailable", f"parity only, no fps under emulation ({where}): {self._psnrs()}, pass"
-        else:
-            status, reason = "error", f"aarch64 parity ({where}): {self.verdict()}"
-        return LatencyRow(subject=self.case.style or self.case.artifact, target=self.case.target,
-                          precision=self.case.precision, provider=PROVIDER, threads=1, height=self.case.size[0],
-                          width=self.case.size[1], status=status, reason=reason,
-                          runtime=f"{self.runtime} (qemu {self.cpu})")
+        return parity_row(self.case.style or self.case.artifact, self.case.target, self.case.precision,
+                          self.case.size, self.runtime, self.cpu, self.passed,
+                          f"{self._psnrs()}, pass" if self.passed else self.verdict())
 
     def _psnrs(self) -> str:
         return ", ".join(f"PSNR {_fmt_db(_db(a.psnr_db))} {name}" for name, a in
@@ -430,27 +422,35 @@ def results_from_json(path: str | Path) -> tuple[list[ArmResult], dict]:
     return results, {k: v for k, v in data.items() if k != "results"}
 
 
+def parity_row(subject: str, target: str, precision: str, size: Sequence[int], runtime: str, cpus: str,
+               passed: bool, detail: str):
+    """The bench row of one aarch64 check: status "unavailable" with the parity when it passed (no fps under
+    emulation), "error" naming the failure when it did not."""
+    from toolkit.bench.rows import LatencyRow
+
+    where = f"{runtime.removesuffix(' aarch64')}, qemu {cpus}"
+    status, reason = (("unavailable", f"parity only, no fps under emulation ({where}): {detail}") if passed
+                      else ("error", f"aarch64 parity ({where}): {detail}"))
+    return LatencyRow(subject=subject, target=target, precision=precision, provider=PROVIDER, threads=1,
+                      height=size[0], width=size[1], status=status, reason=reason, runtime=f"{runtime} (qemu {cpus})")
+
+
 def manifest_rows(exported: Path, styles: Sequence[str], targets: Sequence[str], precisions: Sequence[str]) -> list:
     """Bench rows from the "aarch64" fields `--update-manifest` wrote, for the files of `styles` still on disk with
-    the sha256 that was checked: parity only, never fps. A file re-exported since carries no row."""
-    from toolkit.bench.rows import LatencyRow
+    the sha256 that was checked. A file re-exported since carries no row."""
     from toolkit.manifest import read_manifest
 
     rows = []
-    for key, entry in sorted(read_manifest(exported).get("artifacts", {}).items()):
+    for entry in (e for _, e in sorted(read_manifest(exported).get("artifacts", {}).items())):
         arm = entry.get("aarch64") or {}
         if (entry.get("style") not in styles or entry.get("target") not in targets
                 or entry.get("precision") not in precisions or arm.get("sha256") != entry.get("sha256")):
             continue
-        h, w = (int(v) for v in arm["size"].split("x"))
-        where = f"{arm['runtime'].removesuffix(' aarch64')}, qemu {','.join(arm['cpus'])}"
-        psnrs = f"PSNR {_fmt_db(arm['psnr_db_vs_x86'])} vs x86, {_fmt_db(arm['psnr_db_vs_torch'])} vs torch"
-        status, reason = (("unavailable", f"parity only, no fps under emulation ({where}): {psnrs}, pass")
-                          if arm["passed"] else ("error", f"aarch64 parity ({where}): {psnrs}; "
-                                                          + "; ".join(arm.get("failures", []))))
-        rows.append(LatencyRow(subject=entry["style"], target=entry["target"], precision=entry["precision"],
-                               provider=PROVIDER, threads=1, height=h, width=w, status=status, reason=reason,
-                               runtime=f"{arm['runtime']} (qemu)"))
+        psnrs = f"PSNR {_fmt_db(arm['psnr_db_vs_x86'])} vs x86, PSNR {_fmt_db(arm['psnr_db_vs_torch'])} vs torch"
+        detail = f"{psnrs}, pass" if arm["passed"] else "; ".join([psnrs, *arm.get("failures", [])])
+        rows.append(parity_row(entry["style"], entry["target"], entry["precision"],
+                               [int(v) for v in arm["size"].split("x")], arm["runtime"], ",".join(arm["cpus"]),
+                               arm["passed"], detail))
     return rows
 
 
