@@ -47,6 +47,37 @@ def test_edge_stripe_finds_a_bright_ring_the_photo_does_not_have():
     assert edge_stripe(out, photo) > 0.15  # +0.3, less where the photo is already near white
 
 
+def test_edge_term_is_zero_for_the_photos_own_border_and_sees_a_stripe_at_every_width():
+    from toolkit.losses.edges import edge_stripes
+
+    photo = torch.from_numpy(natural_image(64, 80)).permute(2, 0, 1)[None]
+    assert float(edge_stripes(photo, photo)) == 0.0
+    assert float(edge_stripes(photo + 0.1, photo)) < 1e-12  # a brightness shift keeps the photo's border steps
+    for width in (2, 6):  # a stripe moved inward from the 2-px ring is still seen
+        framed = photo.clone()
+        framed[..., :width, :] += 0.3
+        assert float(edge_stripes(framed, photo)) > 1e-3
+
+
+def test_edge_term_trains_a_border_frame_away():
+    """A net that paints a bright frame (its padding tells it where the border is) loses it under the term alone."""
+    from toolkit.losses.edges import edge_stripes
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 5, padding=2))
+    x = torch.rand(4, 3, 48, 48)
+    with torch.no_grad():
+        net[2].bias += 0.5  # zero padding at the border: the output's ring differs from its inside
+    before = float(edge_stripes(net(x), x))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = edge_stripes(net(x), x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert before > 1e-3 and float(edge_stripes(net(x), x)) < 0.2 * before
+
+
 def test_shift_term_is_zero_for_a_shift_equivariant_net_and_positive_for_a_strided_one():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64)

@@ -176,6 +176,7 @@ class LossConfig:
     temporal_weight: float = 0.0
     shift_weight: float = 0.0                    # shift equivariance (toolkit/losses/shift.py): against grain
     grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
+    edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
     encoder_precision: str = "fp32"              # fp32 | bf16: the frozen VGG under bf16 autocast (losses stay fp32)
 
 

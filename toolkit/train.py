@@ -151,7 +151,7 @@ def first_batch_read(loader: DataLoader) -> Iterator[torch.Tensor]:
 def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
     (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
-    (toolkit/losses/shift.py)."""
+    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py)."""
     out = net(batch)
     losses = loss_fn(out, batch)
     if cfg.loss.temporal_weight > 0:
@@ -164,6 +164,11 @@ def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_
 
         losses["grain"] = phase_balance(out, batch)
         losses["total"] = losses["total"] + cfg.loss.grain_weight * losses["grain"]
+    if cfg.loss.edge_weight > 0:
+        from toolkit.losses.edges import edge_stripes
+
+        losses["edges"] = edge_stripes(out, batch)
+        losses["total"] = losses["total"] + cfg.loss.edge_weight * losses["edges"]
     if cfg.loss.shift_weight > 0:
         from toolkit.losses.shift import shift_equivariance
 

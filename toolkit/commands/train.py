@@ -28,6 +28,8 @@ def add_arguments(p) -> None:
                    help="weight of the shift-equivariance term against lattice-locked grain (0 = off)")
     p.add_argument("--grain-weight", type=real(), default=dl.grain_weight,
                    help="weight of the even/odd phase-balance term against the 2-pixel grain (0 = off)")
+    p.add_argument("--edge-weight", type=real(), default=dl.edge_weight,
+                   help="weight of the border-step term against bright or dark edge stripes (0 = off)")
     p.add_argument("--style-layers", type=_taps, default=dl.style_layers, metavar="TAPS",
                    help=f"comma-separated VGG taps for the Gram style loss (default {','.join(dl.style_layers)}; "
                         "the shared VGG19 reaches relu3_4)")
@@ -97,8 +99,9 @@ def run(args) -> int:
     check_pixels(args.style_size, args.style_size, "--style-size")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
-                      shift_weight=args.shift_weight, grain_weight=args.grain_weight, style_layers=args.style_layers,
-                      content_layers=args.content_layers, style_scales=args.style_scales, style_balance=args.style_balance,
+                      shift_weight=args.shift_weight, grain_weight=args.grain_weight, edge_weight=args.edge_weight,
+                      style_layers=args.style_layers, content_layers=args.content_layers,
+                      style_scales=args.style_scales, style_balance=args.style_balance,
                       encoder_precision=args.encoder_precision)
     cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,
