@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,29 @@ def test_thirty_steps_lower_the_loss_and_write_the_run(tmp_path, style_png, imag
     assert Image.open(run / "samples" / "step_000030.png").size[0] > 0
     assert 0.0 <= meta["history"][-1]["loader_wait_fraction"] <= 1.0
     assert meta["train_config"]["arch"] == "tiny" and meta["arch"]["widths"] == [4, 8]
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_one_unreadable_photo_among_readable_ones_is_skipped_with_a_warning_naming_it(tmp_path, style_png,
+                                                                                      image_dir):
+    (image_dir / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.warns(UserWarning, match=r"skipping a training photo: cannot decode image .*broken\.jpg") as seen:
+        final = train(config(style_png, image_dir, steps=12), out_root=tmp_path / "runs", progress=False)
+    assert sum("broken.jpg" in str(w.message) for w in seen) == 1  # once, not per draw
+    assert load_checkpoint(final).meta["step"] == 12
+
+
+def test_a_folder_of_only_unreadable_photos_stops_with_the_decode_error(tmp_path):
+    from toolkit.data.images import ContentCrops
+    from toolkit.errors import UserError
+
+    bad = [tmp_path / f"b{i}.png" for i in range(3)]
+    for p in bad:
+        p.write_text("not an image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the error alone: no warning about skipping when nothing can be read
+        with pytest.raises(UserError, match="cannot decode image"):
+            ContentCrops(bad, 16, seed=0)[0]
 
 
 @pytest.mark.filterwarnings("ignore:using a random-weight VGG")

@@ -8,6 +8,7 @@ import errno
 import importlib
 import logging
 import sys
+import warnings
 
 from toolkit import __version__
 from toolkit.errors import UserError
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    warnings.formatwarning = lambda message, *_: f"toolkit {args.command}: warning: {message}\n"  # one line each
     quiet_backends(args.verbose)
     try:
         return int(args._run(args) or 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from toolkit.fsutil import atomic_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000x8000: a 16k panorama still passes; a 20000x20000 "bomb" (6.4 GB as float) not
+MAX_DRAWS = 16  # photos a training sample draws in a row before unreadable ones stop the run
 
 
 def max_pixels() -> int:
@@ -151,16 +153,33 @@ def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
 
 
 class ContentCrops(Dataset):
-    """Sample i is a deterministic function of (seed, i): resume and DDP shards reproduce the same batches."""
+    """Sample i is a deterministic function of (seed, i): resume and DDP shards reproduce the same batches.
+
+    An unreadable photo among readable ones is skipped with a warning naming it (the sample draws another photo,
+    still deterministically), so one bad file does not stop a long training partway; a folder where MAX_DRAWS draws
+    in a row fail stops it with the decode error."""
 
     def __init__(self, files: list[Path], size: int, seed: int):
         self.files, self.size, self.seed = files, size, seed
+        self.skipped: set[str] = set()  # the decode errors already warned about
 
     def __len__(self) -> int:
         return 1 << 40  # indexed by global sample number, never exhausted
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, index])
-        path = self.files[int(rng.integers(len(self.files)))]
-        crop = random_crop(load_rgb(path), self.size, rng)
-        return torch.from_numpy(crop.transpose(2, 0, 1).copy())
+        failed: list[UserError] = []
+        for _ in range(MAX_DRAWS):
+            path = self.files[int(rng.integers(len(self.files)))]
+            try:
+                rgb = load_rgb(path)
+            except UserError as exc:
+                failed.append(exc)
+                continue
+            for exc in failed:  # only once a photo has been read: a folder of unreadable ones gets just the error
+                if exc.args[0] not in self.skipped:
+                    self.skipped.add(exc.args[0])
+                    warnings.warn(f"skipping a training photo: {exc}", stacklevel=2)
+            crop = random_crop(rgb, self.size, rng)
+            return torch.from_numpy(crop.transpose(2, 0, 1).copy())
+        raise failed[-1]
