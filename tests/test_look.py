@@ -78,6 +78,21 @@ def test_edge_term_trains_a_border_frame_away():
     assert before > 1e-3 and float(edge_stripes(net(x), x)) < 0.2 * before
 
 
+def test_stability_is_the_noise_itself_for_a_gentle_net_and_low_for_one_that_flips_with_the_last_bit():
+    from toolkit.metrics import NOISE, stability
+
+    x = torch.from_numpy(natural_image(64, 64)).permute(2, 0, 1)[None]
+    identity = torch.nn.Identity()
+    expected = -20 * np.log10(NOISE)  # PSNR of the noise itself
+    assert stability(identity, x) == pytest.approx(expected, abs=0.5)
+
+    class Threshold(torch.nn.Module):  # a texture switched on or off by tiny differences
+        def forward(self, t):
+            return torch.sigmoid(2000 * (t - t.mean()))
+
+    assert stability(Threshold(), x) < expected - 10
+
+
 def test_shift_term_is_zero_for_a_shift_equivariant_net_and_positive_for_a_strided_one():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64)

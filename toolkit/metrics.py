@@ -5,6 +5,9 @@ grain        the even/odd phase imbalance of the output's gradients in the photo
              neighbours (a 2-pixel grain that reads as speckle at 100%). 1.0 = no imbalance; photos measure ~1.0-1.05.
 edge_stripe  how much brighter or darker the outer 2-pixel ring is than the band just inside it, beyond what the
              photo itself has there (a net that turns a photo's dark scan line into a bright stripe scores high).
+stability    PSNR of the output under sensor noise: the photo plus Gaussian noise of 1/255 (seeded) against the photo.
+             A net whose texture flips with the last bit of a pixel flickers on video and cannot pass int8 parity
+             (rounding to 8 bits perturbs it about as much); the shipped nets measure 40-55 dB.
 style_strength   Gram distance of the output to the style image over the photo's own distance, per tap
              relu1_1..relu3_1 and averaged (lower = more stylised), through `toolkit.losses.measuring_loss`.
 """
@@ -15,6 +18,7 @@ import numpy as np
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 FLAT_QUANTILE = 0.4   # the photo's flattest 40% (8x8 mean gradient) is where grain shows
+NOISE = 1.0 / 255     # stability's Gaussian noise std (a clean camera frame's own noise is a few levels)
 EDGE_BAND = 2         # ring width judged by edge_stripe (the deploy form's rewrite and most pads reach 2 px)
 
 
@@ -103,5 +107,18 @@ def look_row(model, loss, rgb: np.ndarray) -> tuple[dict, np.ndarray]:
     out = to_numpy(y)
     mask = flat_mask(rgb)
     row = {**style_strength(loss, y, x), "grain": grain(out, mask=mask), "photo_grain": grain(rgb, mask=mask),
-           "edge_stripe": edge_stripe(out, rgb)}
+           "edge_stripe": edge_stripe(out, rgb), "stability_db": stability(model, x, y)}
     return row, out
+
+
+def stability(model, x, y=None, noise: float = NOISE) -> float:
+    """PSNR (dB) of the net's output on the (1,3,H,W) photo `x` plus seeded Gaussian noise of std `noise` against its
+    output `y` on the photo itself (computed when not given)."""
+    import torch
+
+    from toolkit.parity import psnr
+
+    n = noise * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x) if y is None else y
+        return psnr(model((x + n).clamp(0, 1)).numpy(), y.numpy())
