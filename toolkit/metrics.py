@@ -63,19 +63,11 @@ def grain(output: np.ndarray, photo: np.ndarray | None = None, mask: np.ndarray 
     return float(np.mean(ratios))
 
 
-def border_steps(y, band: int = EDGE_BAND) -> list:
-    """Per side (top, bottom, left, right), the mean of the outer `band`-pixel ring minus the mean of the 2*band
-    pixels just inside it, over the last two axes; numpy arrays and torch tensors alike (toolkit/losses/edges.py)."""
-    b = band
-    return [y[..., :b, :].mean((-2, -1)) - y[..., b:3 * b, :].mean((-2, -1)),
-            y[..., -b:, :].mean((-2, -1)) - y[..., -3 * b:-b, :].mean((-2, -1)),
-            y[..., :, :b].mean((-2, -1)) - y[..., :, b:3 * b].mean((-2, -1)),
-            y[..., :, -b:].mean((-2, -1)) - y[..., :, -3 * b:-b].mean((-2, -1))]
-
-
 def edge_stripe(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND) -> float:
     """Largest |(ring - inner band) of the output - (ring - inner band) of the photo| over the four sides, in luma
     units of [0, 1]; the inner band is the 2*band pixels just inside the ring."""
+    from toolkit.losses.edges import border_steps
+
     steps = np.array(border_steps(_luma(output), band)) - np.array(border_steps(_luma(photo), band))
     return float(np.abs(steps).max())
 

@@ -11,9 +11,18 @@ from __future__ import annotations
 
 import torch
 
-from toolkit.metrics import border_steps
-
 BANDS = (2, 4, 8)
+
+
+def border_steps(y, band: int = 2) -> list:
+    """Per side (top, bottom, left, right), the mean of the outer `band`-pixel ring minus the mean of the 2*band
+    pixels just inside it, over the last two axes; numpy arrays and torch tensors alike (toolkit.metrics.edge_stripe
+    measures with it too)."""
+    b = band
+    return [y[..., :b, :].mean((-2, -1)) - y[..., b:3 * b, :].mean((-2, -1)),
+            y[..., -b:, :].mean((-2, -1)) - y[..., -3 * b:-b, :].mean((-2, -1)),
+            y[..., :, :b].mean((-2, -1)) - y[..., :, b:3 * b].mean((-2, -1)),
+            y[..., :, -b:].mean((-2, -1)) - y[..., :, -3 * b:-b].mean((-2, -1))]
 
 
 def edge_stripes(out: torch.Tensor, content: torch.Tensor, bands: tuple[int, ...] = BANDS) -> torch.Tensor:
