@@ -331,6 +331,47 @@ def test_onnx_int8_has_u8_activations_whatever_the_norms(preset, tmp_path):
     assert zero_points == {onnx.TensorProto.UINT8}
 
 
+def test_onnx_head_runs_its_per_pixel_ops_before_depth_to_space(tmp_path):
+    """nano_fine's head ends DepthToSpace -> ReLU -> 1x1 conv -> sigmoid; the export runs the ReLU, the conv (block
+    diagonal over the 4 phases) and the sigmoid at half resolution, then DepthToSpace moves 3 channels: the same
+    sums on every pixel, so fp32 parity holds at its float tolerance."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+
+    record, dest = _export(tiny_model(mini("nano_fine")), "onnx", "fp32", tmp_path)
+    assert record["parity"]["max_abs"] <= 1e-4
+    graph = onnx.load(str(dest)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    (d2s,) = [n for n in graph.node if n.op_type == "DepthToSpace"]
+    assert producers[d2s.input[0]].op_type == "Sigmoid"
+    assert producers[producers[d2s.input[0]].input[0]].op_type == "Conv"
+    assert not any(d2s.output[0] in n.input for n in graph.node if n.op_type in ("Conv", "Relu", "Sigmoid"))
+
+
+@pytest.mark.slow
+def test_onnx_int8_pads_and_shapes_read_8_bit_tensors(tmp_path):
+    """A reflect/edge Pad only copies values: the int8 export pads the 8-bit tensor itself, so no Pad sits between
+    a DequantizeLinear and a QuantizeLinear (onnxruntime fuses neither around a Pad, and paid both on every one)."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+
+    record, dest = _export(tiny_model(mini("nano_fine")), "onnx", "int8", tmp_path, calibration=_photos(tmp_path))
+    assert record["parity"]["min_psnr_db"] >= 30
+    graph = onnx.load(str(dest)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    pads = [n for n in graph.node if n.op_type == "Pad"]
+    assert len(pads) >= 4
+    for pad in pads:
+        source = producers.get(pad.input[0])
+        assert source is None or source.op_type in ("QuantizeLinear", "Pad"), source.op_type
+    pad_outputs = {p.output[0] for p in pads}
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in pad_outputs for n in graph.node)
+    assert all(producers[n.input[0]].op_type != "DequantizeLinear" for n in graph.node
+               if n.op_type == "Shape" and n.input[0] in producers)
+
+
 @pytest.mark.slow
 def test_tflite_dynamic_range_int8_stores_int8_weights_keeps_float_io_and_needs_no_photos(tmp_path):
     if not _have("litert_torch"):

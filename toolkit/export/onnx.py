@@ -1,7 +1,8 @@
 """ONNX export: torch dynamo exporter, opset 18, one self-contained file, dynamic H/W or one fixed size.
 
 fp16 converts weights and compute with onnxconverter-common but keeps float32 I/O; int8 is onnxruntime static
-per-channel quantisation calibrated on real photos (toolkit/export/calibration.py). Exports are byte-reproducible:
+per-channel quantisation calibrated on real photos (toolkit/export/calibration.py). Every precision gets the exact
+graph rewrites of toolkit/export/onnx_graph.py (benchmarks/results/int8_speed.md). Exports are byte-reproducible:
 the same weights give the same sha256.
 """
 
@@ -32,6 +33,13 @@ MAX_SIDE = 8192  # the dynamic dims' declared upper bound (sizes are otherwise l
 # onnxruntime's contrib ops (QLinearAdd), so the portable QDQ form ships.
 INT8_FORMATS = {"qdq": ("QDQ", "QInt8"), "qdq_u8": ("QDQ", "QUInt8"), "qoperator": ("QOperator", "QUInt8")}
 INT8_FORMAT = "qdq_u8"  # what exports write; benchmarks/onnx_int8_format.py sets the others to compare
+# Exact graph rewrites (toolkit/export/onnx_graph.py); benchmarks/int8_speed.py turns them off to measure them.
+PHASE_HEAD = True    # the head's full-resolution ReLU, 1x1 conv and activation run before its DepthToSpace
+INT8_CLEANUP = True  # no dequantise/quantise round trips around 8-bit Pads, Shapes, and a Resize into a norm
+# int8 quantises the equalised net (toolkit.export.tflite.equalise_norm_inputs: the convs feeding instance norms
+# scaled to unit std per channel, which the norms undo): worst-photo PSNR at 480x640 +1.3-1.4 dB on starry_night
+# and composition_vii, speed unchanged.
+EQUALISE_NORM_INPUTS = True
 
 
 def export(model, spec: ExportSpec, dest: Path) -> None:
@@ -39,12 +47,22 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
     row = TARGET.precision(spec.precision)
     onnx = require("onnx", "onnx")
     require("onnxscript", "onnx")
-    model_proto = _export_float(model, spec)
+    from toolkit.export import onnx_graph
+
+    images = _calibration_images(model, spec) if row.compute == "int8" else None
+    if images is not None and EQUALISE_NORM_INPUTS:
+        model_proto = _export_float(_equalised(model, images), spec)
+    else:
+        model_proto = _export_float(model, spec)
+    if PHASE_HEAD:
+        model_proto = onnx_graph.phase_head(model_proto)
     if row.compute == "float16":
         model_proto = _to_fp16(model_proto)
     metadata = dict(spec.metadata)
     if row.compute == "int8":
-        model_proto = _prune_opset_imports(_to_int8(model_proto, model, spec))
+        model_proto = _prune_opset_imports(_to_int8(model_proto, images))
+        if INT8_CLEANUP:
+            model_proto = onnx_graph.int8_cleanup(model_proto)
         metadata["int8_layout"] = INT8_FORMAT
     _drop_trace_metadata(model_proto)
     del model_proto.metadata_props[:]
@@ -97,7 +115,24 @@ def _to_fp16(model_proto):
         return float16.convert_float_to_float16(model_proto, keep_io_types=True)
 
 
-def _to_int8(model_proto, model, spec: ExportSpec):
+def _equalised(model, images):
+    """The net with its quantized convs that feed instance norms scaled to unit channel std (which the norms undo).
+    The stem keeps its weights: it stays float (_stem_convs), and its quiet channels are where the norm's epsilon
+    is not negligible, so rescaling them would change the function for nothing."""
+    from toolkit.export.tflite import equalise_norm_inputs
+
+    equalised = equalise_norm_inputs(model, images)
+    equalised.stem.load_state_dict(model.stem.state_dict())
+    return equalised
+
+
+def _calibration_images(model, spec: ExportSpec):
+    from toolkit.export.calibration import calibration_images
+
+    return calibration_images(spec.calibration, spec.sizes[0] if spec.sizes else (256, 256), model.config.stride)
+
+
+def _to_int8(model_proto, images):
     """Static per-channel int8 (never dynamic: ConvInteger is ~9x slower here); InstanceNorm stays float."""
     import onnx
 
@@ -105,10 +140,6 @@ def _to_int8(model_proto, model, spec: ExportSpec):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from toolkit.export.calibration import calibration_images
-
-    stride = model.config.stride
-    images = calibration_images(spec.calibration, spec.sizes[0] if spec.sizes else (256, 256), stride)
     quant_format, activation_type = INT8_FORMATS[INT8_FORMAT]
     with tempfile.TemporaryDirectory() as tmp:
         src, pre, out = Path(tmp, "float.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
