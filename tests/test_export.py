@@ -373,6 +373,30 @@ def test_onnx_int8_pads_and_shapes_read_8_bit_tensors(tmp_path):
 
 
 @pytest.mark.slow
+def test_onnx_int8_keeps_convs_float_in_order_while_under_its_target_and_records_them(tmp_path, monkeypatch):
+    """A net whose int8 misses INT8_TARGET_DB against its float graph keeps its first convs after the stem float (at
+    most INT8_MAX_FLOAT_CONVS) and says which in the file; one that clears it is quantised as before."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+
+    from toolkit.export import onnx as onnx_export
+
+    net, photos = tiny_model(mini("nano_fine")), _photos(tmp_path)
+    _, plain = _export(net, "onnx", "int8", tmp_path / "plain", calibration=photos)
+    assert "int8_float_convs" not in {p.key for p in onnx.load(str(plain)).metadata_props}
+    monkeypatch.setattr(onnx_export, "INT8_TARGET_DB", 200.0)  # unreachable: every allowed conv stays float
+    _, strict = _export(net, "onnx", "int8", tmp_path / "strict", calibration=photos)
+    model = onnx.load(str(strict))
+    kept = dict((p.key, p.value) for p in model.metadata_props)["int8_float_convs"].split(",")
+    assert len(kept) == onnx_export.INT8_MAX_FLOAT_CONVS
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "QLinearConv")]
+    float_convs = [n.name for n in convs if n.op_type == "Conv" and
+                   not any(i.endswith("_DequantizeLinear_Output") for i in n.input[1:2])]
+    assert set(kept) <= set(float_convs)
+
+
+@pytest.mark.slow
 def test_tflite_dynamic_range_int8_stores_int8_weights_keeps_float_io_and_needs_no_photos(tmp_path):
     if not _have("litert_torch"):
         pytest.skip("litert-torch is not installed")

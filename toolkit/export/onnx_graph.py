@@ -22,7 +22,7 @@ _ELEMENTWISE = ("Relu", "Sigmoid", "Tanh", "Clip")  # per-value ops that commute
 def phase_head(model: onnx.ModelProto) -> onnx.ModelProto:
     """Move each DepthToSpace(CRD) past the per-pixel ops after it (elementwise ops and one 1x1 conv), in place."""
     g = model.graph
-    for d2s in [n for n in g.node if n.op_type == "DepthToSpace" and _attr(n, "mode", b"DCR") == b"CRD"]:
+    for d2s in [n for n in g.node if n.op_type == "DepthToSpace" and node_attribute(n, "mode", b"DCR") == b"CRD"]:
         moved_conv = False
         while True:
             users = _consumers(g).get(d2s.output[0], [])
@@ -30,7 +30,7 @@ def phase_head(model: onnx.ModelProto) -> onnx.ModelProto:
                 break
             nxt = users[0]
             if nxt.op_type == "Conv" and not moved_conv and _is_plain_1x1(g, nxt):
-                _spread_over_phases(g, nxt, _attr(d2s, "blocksize") ** 2)
+                _spread_over_phases(g, nxt, node_attribute(d2s, "blocksize") ** 2)
                 moved_conv = True
             elif not (nxt.op_type in _ELEMENTWISE and all(_is_constant(g, i) for i in nxt.input[1:] if i)):
                 break
@@ -57,7 +57,7 @@ def int8_cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def _pads_in_8bit(g) -> None:
     producers, consumers = _producers(g), _consumers(g)
-    for pad in [n for n in g.node if n.op_type == "Pad" and _attr(n, "mode", b"constant") in (b"reflect", b"edge")]:
+    for pad in [n for n in g.node if n.op_type == "Pad" and node_attribute(n, "mode", b"constant") in (b"reflect", b"edge")]:
         dq, users = producers.get(pad.input[0]), consumers.get(pad.output[0], [])
         if dq is None or dq.op_type != "DequantizeLinear" or len(users) != 1 or users[0].op_type != "QuantizeLinear":
             continue
@@ -116,9 +116,9 @@ def _swap(g, first, second):
 def _is_plain_1x1(g, conv) -> bool:
     inits = {i.name for i in g.initializer}
     return (conv.input[1] in inits and (len(conv.input) < 3 or not conv.input[2] or conv.input[2] in inits)
-            and list(_attr(conv, "kernel_shape", [1, 1])) == [1, 1] and _attr(conv, "group", 1) == 1
-            and set(_attr(conv, "strides", [1])) == {1} and set(_attr(conv, "pads", [0])) == {0}
-            and set(_attr(conv, "dilations", [1])) == {1}
+            and list(node_attribute(conv, "kernel_shape", [1, 1])) == [1, 1] and node_attribute(conv, "group", 1) == 1
+            and set(node_attribute(conv, "strides", [1])) == {1} and set(node_attribute(conv, "pads", [0])) == {0}
+            and set(node_attribute(conv, "dilations", [1])) == {1}
             and numpy_helper.to_array(next(i for i in g.initializer if i.name == conv.input[1])).shape[2:] == (1, 1))
 
 
@@ -129,7 +129,7 @@ def _is_constant(g, name: str) -> bool:
 
 def _same_params(g, dq, q) -> bool:
     inits = {i.name: i for i in g.initializer}
-    if len(dq.input) != len(q.input) or _attr(dq, "axis", 1) != _attr(q, "axis", 1):
+    if len(dq.input) != len(q.input) or node_attribute(dq, "axis", 1) != node_attribute(q, "axis", 1):
         return False
     for a, b in zip(dq.input[1:], q.input[1:]):
         if a not in inits or b not in inits:
@@ -179,5 +179,5 @@ def _consumers(g) -> dict:
     return out
 
 
-def _attr(node, name: str, default=None):
+def node_attribute(node, name: str, default=None):
     return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
