@@ -412,6 +412,7 @@ TRAIN_CASES = [
     ("negative temporal weight", ["--temporal-weight", "-1"], "--temporal-weight: must be a finite number"),
     ("nan shift weight", ["--shift-weight", "nan"], "--shift-weight: must be a finite number"),
     ("negative grain weight", ["--grain-weight", "-0.5"], "--grain-weight: must be a finite number"),
+    ("nan edge weight", ["--edge-weight", "nan"], "--edge-weight: must be a finite number"),
     ("negative seed", ["--seed", "-1"], "--seed: must be >= 0"),
     ("seed past 32 bits", ["--seed", str(2 ** 32)], "--seed: must be <="),
     ("negative workers", ["--workers", "-1"], "--workers: must be >= 0"),
