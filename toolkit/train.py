@@ -74,10 +74,14 @@ def _sample_images(cfg: TrainConfig, files: list[Path], n: int = 4) -> torch.Ten
     from toolkit.paths import shared_data
 
     eval_dir = shared_data("content", "eval")
-    picks = (sorted(eval_dir.iterdir()) if eval_dir else files)[:n]
     crops = []
-    for p in picks:
-        rgb = resize_long_side(load_rgb(p), 256)
+    for p in sorted(eval_dir.iterdir()) if eval_dir else files:
+        if len(crops) == n:
+            break
+        try:
+            rgb = resize_long_side(load_rgb(p), 256)
+        except UserError:
+            continue  # an unreadable training photo is skipped (with a warning) by the data stream too
         h, w = rgb.shape[:2]
         s = min(h, w) // 16 * 16
         top, left = (h - s) // 2, (w - s) // 2
