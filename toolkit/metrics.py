@@ -7,7 +7,7 @@ edge_stripe  how much brighter or darker the outer 2-pixel ring is than the band
              photo itself has there (a net that turns a photo's dark scan line into a bright stripe scores high).
 stability    PSNR of the output under sensor noise: the photo plus Gaussian noise of 1/255 (seeded) against the photo.
              A net whose texture flips with the last bit of a pixel flickers on video and cannot pass int8 parity
-             (rounding to 8 bits perturbs it about as much); the shipped nets measure 40-55 dB.
+             (rounding to 8 bits perturbs it about as much); the shipped nets measure 29-44 dB on the worst photo.
 style_strength   Gram distance of the output to the style image over the photo's own distance, per tap
              relu1_1..relu3_1 and averaged (lower = more stylised), through `toolkit.losses.measuring_loss`.
 """
