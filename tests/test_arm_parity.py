@@ -13,7 +13,7 @@ import pytest
 
 from toolkit.bench.arm import (PROVIDER, Agreement, ArmResult, Case, judge, main, manifest_fields, results_from_json,
                                rows_from_json, run_parity, select_cases, update_manifest_field, write_reports)
-from toolkit.bench.arm_env import ARM_CPUS, REPO, ArmEnv, cpuinfo_text, pick_photos
+from toolkit.bench.arm_env import ARM_CPUS, REPO, ArmEnv, cpuinfo_text, pick_photos, run_worker
 from toolkit.manifest import read_manifest, update_manifest
 from toolkit.parity import tolerance_for
 
@@ -160,6 +160,40 @@ def test_photos_come_from_the_package_and_spread_over_it():
     assert len({p.name for p in photos}) == 3 and all(p.parent.name == "calibration" for p in photos)
 
 
+FLAKY_WORKER = """
+import json, os, signal, sys
+from pathlib import Path
+from toolkit.bench.arm_worker import _write, done_path
+jobs_path = Path(sys.argv[1]); done = {}
+for job in json.loads(jobs_path.read_text()):
+    name = job["artifact"]
+    done[name] = {"ok": False, "error": "started, never finished (the process died here)", "started": True}
+    _write(done_path(jobs_path), done)
+    marker = jobs_path.parent / (name + ".tried")
+    if name == "always" or (name == "once" and not marker.exists()):
+        marker.touch()
+        print("Illegal instruction", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGILL)
+    done[name] = {"ok": True, "error": ""}
+    _write(done_path(jobs_path), done)
+"""
+
+
+def test_a_runtime_that_dies_on_a_file_is_restarted_on_the_rest_and_the_file_retried_once(tmp_path):
+    """A file the runtime died on once and then ran is ok and lists the crash; one it dies on every time fails with
+    the exit; the files after either still run."""
+    import sys
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(FLAKY_WORKER)
+    jobs = [{"artifact": name, "inputs": [], "outputs": []} for name in ("a", "once", "b", "always", "c")]
+    done = run_worker([sys.executable, str(worker)], jobs, tmp_path / "jobs.json", timeout_s=60)
+    assert [done[n]["ok"] for n in ("a", "once", "b", "always", "c")] == [True, True, True, False, True]
+    assert len(done["once"]["crashes"]) == 1 and "exit -4" in done["once"]["crashes"][0]
+    assert "crashes" not in done["a"]
+    assert "died here" in done["always"]["error"] and done["always"]["error"].count("exit -4") == 2
+
+
 def test_manifest_fields_take_the_worst_cpu_and_list_other_runtimes():
     a76, a53 = _judged(0.0, 0.001), _judged(0.0, 0.01, cpu="cortex-a53")
     old = _judged(0.0, 0.0, primary=False, runtime="ai-edge-litert 1.4.0 aarch64")
@@ -168,6 +202,11 @@ def test_manifest_fields_take_the_worst_cpu_and_list_other_runtimes():
     assert field["psnr_db_vs_x86"] == round(a53.vs_x86.psnr_db, 2) < round(a76.vs_x86.psnr_db, 2)
     assert field["runtime"] == "onnxruntime 1.32.0 aarch64" and field["passed"] is False
     assert field["also"]["ai-edge-litert 1.4.0 aarch64"]["passed"] is True
+    assert "crashes" not in field
+    a53.crashes = ["exit -4: Illegal instruction"]
+    field = manifest_fields([a76, a53], "qemu-aarch64 7.2 user mode")["frost/frost.onnx"]
+    assert field["crashes"] == ["cortex-a53: exit -4: Illegal instruction"]
+    assert "ran after 1 crash(es)" in a53.summary()
 
 
 def test_manifest_update_writes_only_the_aarch64_field_of_unchanged_files(tmp_path):

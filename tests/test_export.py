@@ -396,6 +396,22 @@ def test_onnx_int8_keeps_convs_float_in_order_while_under_its_target_and_records
     assert set(kept) <= set(float_convs)
 
 
+def test_onnx_int8_search_holds_any_size_files_to_the_camera_size_too(tmp_path):
+    """A file that takes any size is checked on its calibration photos at the camera size apps run as well as at the
+    calibration size; a fixed-size file only at its own size."""
+    from toolkit.export import onnx as onnx_export
+    from toolkit.formats import CAMERA_SIZES
+
+    net, photos = tiny_model(mini("nano_fine")), _photos(tmp_path)
+    dynamic = ExportSpec("onnx", "int8", calibration=photos)
+    images = onnx_export._calibration_images(net, dynamic)
+    checked = onnx_export._check_images(net, dynamic, images)
+    assert len(checked) == 2 * len(images)
+    assert {x.shape[2:] for x in checked[len(images):]} == {CAMERA_SIZES[0]}
+    fixed = dataclasses.replace(dynamic, sizes=((64, 64),))
+    assert onnx_export._check_images(net, fixed, images) is images
+
+
 @pytest.mark.slow
 def test_tflite_dynamic_range_int8_stores_int8_weights_keeps_float_io_and_needs_no_photos(tmp_path):
     if not _have("litert_torch"):

@@ -126,6 +126,7 @@ class ArmResult:
     vs_trained: Agreement | None = None   # the trained checkpoint itself (deploy rewrites differ at a 2-px border)
     x86_vs_torch: Agreement | None = None  # not judged: shows whether aarch64 is closer to torch than x86 is
     failures: list = field(default_factory=list)
+    crashes: list = field(default_factory=list)  # runs of the process that died on this file before one finished
 
     @property
     def passed(self) -> bool:
@@ -150,14 +151,15 @@ class ArmResult:
     def summary(self) -> str:
         nums = ", ".join(f"{name} {_fmt_db(_db(a.psnr_db)) if a else 'n/a'}"
                          for name, a in (("vs x86", self.vs_x86), ("vs torch", self.vs_torch)))
-        return f"{self.case.artifact} [{self.runtime}, {self.cpu}]: {nums} -> {self.verdict()}"
+        crashed = f" (ran after {len(self.crashes)} crash(es): {'; '.join(self.crashes)})" if self.crashes else ""
+        return f"{self.case.artifact} [{self.runtime}, {self.cpu}]: {nums} -> {self.verdict()}{crashed}"
 
     def to_dict(self) -> dict:
         d = {"artifact": self.case.artifact, "style": self.case.style, "target": self.case.target,
              "precision": self.case.precision, "size": f"{self.case.size[0]}x{self.case.size[1]}",
              "sha256": self.case.sha256, "site": self.site, "runtime": self.runtime, "cpu": self.cpu,
              "photos": self.photos, "primary": self.primary, "tolerance": self.tolerance, "passed": self.passed,
-             "failures": list(self.failures)}
+             "failures": list(self.failures), "crashes": list(self.crashes)}
         for name in AGREEMENTS:
             a = getattr(self, name)
             d[name] = a.to_dict() if a else None
@@ -268,6 +270,7 @@ def run_parity(env: ArmEnv, exported: Path, cases: Sequence[Case], photos: Seque
                 for case, job in zip(selected, jobs):
                     result = ArmResult(case, site, env.runtime_label(site), cpu, len(photos), primary=rank == 0)
                     status = done[job["artifact"]]
+                    result.crashes = list(status.get("crashes", []))
                     if not status["ok"]:
                         result.failures.append(f"does not run on aarch64: {status['error']}")
                     elif status.get("machine") != "aarch64":
@@ -304,6 +307,9 @@ def manifest_fields(results: Sequence[ArmResult], emulator: str) -> dict[str, di
             "failures": [f"{r.cpu}: {f}" for r in primary for f in r.failures],
             "x86_misses_too": any(r.x86_misses_too for r in primary),
         }
+        crashes = [f"{r.cpu}: {c}" for r in primary for c in r.crashes]
+        if crashes:  # it ran and passed in a fresh process, but say that the runtime died on it first
+            fields[artifact]["crashes"] = crashes
         others = {}
         for r in mine:
             if r in primary:
@@ -415,7 +421,8 @@ def results_from_json(path: str | Path) -> tuple[list[ArmResult], dict]:
             agreements = {k: Agreement(math.inf if d[k]["psnr_db"] is None else d[k]["psnr_db"], d[k]["max_abs"])
                           if d.get(k) else None for k in AGREEMENTS}
             results.append(ArmResult(case, d["site"], d["runtime"], d["cpu"], d["photos"], d["primary"],
-                                     d["tolerance"], failures=list(d["failures"]), **agreements))
+                                     d["tolerance"], failures=list(d["failures"]),
+                                     crashes=list(d.get("crashes", [])), **agreements))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not an aarch64 parity report ({type(exc).__name__}: {exc}); rerun "
                         "`bash .ci/arm_parity.sh --all`") from exc

@@ -95,9 +95,40 @@ def pick_photos(count: int, folder: Path = CALIBRATION_DIR) -> list[Path]:
     return [photos[i * len(photos) // count] for i in range(count)]
 
 
-def run_worker(command: list[str], jobs: list[dict], jobs_path: Path, timeout_s: float) -> dict:
+def run_worker(command: list[str], jobs: list[dict], jobs_path: Path, timeout_s: float, retries: int = 1) -> dict:
     """{artifact: result} from arm_worker.py run by `command` (x86 python or qemu) on `jobs`; every job has an
-    entry, and one the process never finished carries the exit code or timeout and its last line."""
+    entry. A process that dies on a file (LiteRT under the emulated A53 now and then dies with SIGILL on a file that
+    ran the time before) is started again on what it never finished: the file it died on gets `retries` more tries
+    and, when one runs, its entry lists the crashes ("crashes"); one that dies every time carries the exit code and
+    last line, and the files after it still run."""
+    done: dict = {}
+    pending, crashes = list(jobs), {}
+    while pending:
+        batch, rc, tail = _run_once(command, pending, jobs_path, timeout_s)
+        died_on = next((j["artifact"] for j in pending if batch.get(j["artifact"], {}).get("died")), None)
+        for job in pending:
+            entry = batch.get(job["artifact"])
+            if entry is not None and not entry.get("died"):
+                done[job["artifact"]] = dict(entry, **({"crashes": crashes[job["artifact"]]}
+                                                       if job["artifact"] in crashes else {}))
+        if died_on is None or rc == "timeout":  # finished, or stuck: what never ran says why
+            for job in pending:
+                error = batch.get(job["artifact"], {}).get("error", "not reached (the process died before it)")
+                done.setdefault(job["artifact"], {"ok": False, "error": error + (f" [{rc}: {tail}]" if rc else "")})
+            break
+        crashes.setdefault(died_on, []).append(f"{rc}: {tail}")
+        rest = [j for j in pending if j["artifact"] not in done]
+        if len(crashes[died_on]) > retries:
+            done[died_on] = {"ok": False, "error": "started, never finished (the process died here)"
+                                                   f" [{'; '.join(crashes[died_on])}]"}
+            rest = [j for j in rest if j["artifact"] != died_on]
+        pending = rest
+    return done
+
+
+def _run_once(command: list[str], jobs: list[dict], jobs_path: Path, timeout_s: float) -> tuple[dict, str, str]:
+    """One worker process on `jobs`: (its done.json, "" or "exit N" or "timeout", its last output line on a failure).
+    The entry of the file it was in when it died is marked "died"."""
     from toolkit.bench.arm_worker import done_path
 
     jobs_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,13 +136,12 @@ def run_worker(command: list[str], jobs: list[dict], jobs_path: Path, timeout_s:
     done_path(jobs_path).unlink(missing_ok=True)
     try:
         proc = subprocess.run(command + [str(jobs_path)], capture_output=True, text=True, timeout=timeout_s)
+        rc = f"exit {proc.returncode}" if proc.returncode else ""
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] if proc.returncode else []
     except subprocess.TimeoutExpired:
-        proc, tail = None, [f"timed out after {timeout_s:.0f} s"]
+        rc, tail = "timeout", [f"timed out after {timeout_s:.0f} s"]
     done = json.loads(done_path(jobs_path).read_text()) if done_path(jobs_path).is_file() else {}
-    for job in jobs:
-        entry = done.setdefault(job["artifact"], {"ok": False, "error": "not reached (the process died before it)"})
-        if not entry["ok"] and tail:
-            rc = f"exit {proc.returncode}" if proc else "timeout"
-            entry["error"] += f" [{rc}: {tail[0][:200]}]"
-    return done
+    for entry in done.values():
+        if entry.get("started") and rc:
+            entry["died"] = True
+    return done, rc, (tail[0][:200] if tail else "")

@@ -35,7 +35,7 @@ def run_jobs(jobs_path: Path) -> dict:
     done: dict = {}
     for job in jobs:
         artifact = job["artifact"]
-        done[artifact] = {"ok": False, "error": "started, never finished (the process died here)"}
+        done[artifact] = {"ok": False, "error": "started, never finished (the process died here)", "started": True}
         _write(done_path(jobs_path), done)
         try:
             if job.get("all_outputs"):
