@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.bench.arm import (PROVIDER, Agreement, ArmResult, Case, judge, main, manifest_fields, results_from_json,
-                               rows_from_json, run_parity, select_cases, update_manifest_field, write_reports)
+from toolkit.bench.arm import (PROVIDER, Agreement, ArmResult, Case, judge, main, manifest_fields, markdown_report,
+                               results_from_json, rows_from_json, run_parity, select_cases, update_manifest_field,
+                               write_reports)
 from toolkit.bench.arm_env import ARM_CPUS, REPO, ArmEnv, cpuinfo_text, pick_photos, run_worker
 from toolkit.manifest import read_manifest, update_manifest
 from toolkit.parity import tolerance_for
@@ -207,6 +208,8 @@ def test_manifest_fields_take_the_worst_cpu_and_list_other_runtimes():
     field = manifest_fields([a76, a53], "qemu-aarch64 7.2 user mode")["frost/frost.onnx"]
     assert field["crashes"] == ["cortex-a53: exit -4: Illegal instruction"]
     assert "ran after 1 crash(es)" in a53.summary()
+    report = markdown_report([a76, a53], "env", 1.0)
+    assert "1 ran only after the runtime died on them first" in report and "(after 1 crash(es): exit -4" in report
 
 
 def test_manifest_update_writes_only_the_aarch64_field_of_unchanged_files(tmp_path):

@@ -375,7 +375,9 @@ def markdown_report(results: Sequence[ArmResult], env_line: str, elapsed_s: floa
              "\"vs trained\" is the checkpoint itself). Judged by toolkit.parity's tolerance for the file's target x "
              "precision, against both references; PSNR (peak 1.0) is the worst over the photos. No timing: "
              "emulated speed means nothing.", "", env_line,
-             f"{len(results)} checks, {sum(not r.passed for r in results)} failed, {elapsed_s:.0f} s.", "",
+             f"{len(results)} checks, {sum(not r.passed for r in results)} failed, {elapsed_s:.0f} s"
+             + (f"; {sum(bool(r.crashes) for r in results)} ran only after the runtime died on them first "
+                "(see their result)." if any(r.crashes for r in results) else "."), "",
              *summary_table(results), "",
              "| file | precision | size | runtime | CPU | PSNR vs x86 | max abs vs x86 | PSNR vs torch | "
              "max abs vs torch | PSNR vs trained | x86: PSNR vs torch | tolerance | result |",
@@ -386,6 +388,8 @@ def markdown_report(results: Sequence[ArmResult], env_line: str, elapsed_s: floa
                 return "—"
             return _fmt_db(_db(a.psnr_db)) if attr == "psnr" else f"{a.max_abs:.2g}"
         verdict = r.verdict().replace("|", "/").replace("FAIL", "**FAIL**", 1)
+        if r.crashes:
+            verdict += f" (after {len(r.crashes)} crash(es): {'; '.join(r.crashes)[:160]})"
         lines.append(f"| {r.case.artifact} | {r.case.precision} | {r.case.size[0]}x{r.case.size[1]} | {r.runtime} | "
                      f"{r.cpu} | {cell(r.vs_x86, 'psnr')} | {cell(r.vs_x86, 'abs')} | {cell(r.vs_torch, 'psnr')} | "
                      f"{cell(r.vs_torch, 'abs')} | {cell(r.vs_trained, 'psnr')} | {cell(r.x86_vs_torch, 'psnr')} | "
