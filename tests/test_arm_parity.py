@@ -15,6 +15,7 @@ from toolkit.bench.arm import (PROVIDER, Agreement, ArmResult, Case, judge, main
                                results_from_json, rows_from_json, run_parity, select_cases, update_manifest_field,
                                write_reports)
 from toolkit.bench.arm_env import ARM_CPUS, REPO, ArmEnv, cpuinfo_text, pick_photos, run_worker
+from toolkit.errors import UserError
 from toolkit.manifest import read_manifest, update_manifest
 from toolkit.parity import tolerance_for
 
@@ -193,6 +194,42 @@ def test_a_runtime_that_dies_on_a_file_is_restarted_on_the_rest_and_the_file_ret
     assert len(done["once"]["crashes"]) == 1 and "exit -4" in done["once"]["crashes"][0]
     assert "crashes" not in done["a"]
     assert "died here" in done["always"]["error"] and done["always"]["error"].count("exit -4") == 2
+
+
+def test_rerun_of_crashed_checks_replaces_only_them_and_keeps_their_crashes(tmp_path, monkeypatch):
+    """`--rerun-crashed`: a check whose runtime died is run again on its own runtime and CPU; parity misses and
+    passes are left as they were; a file re-exported since the report is refused."""
+    import toolkit.bench.arm as arm
+
+    out = tmp_path / "exported"
+    (out / "frost").mkdir(parents=True)
+    records = []
+    for name, precision in (("frost.onnx", "fp32"), ("frost.int8.onnx", "int8")):
+        (out / "frost" / name).write_bytes(b"x")
+        records.append({"file": str(out / "frost" / name), "target": "onnx", "precision": precision,
+                        "style": "frost", "sha256": "abc"})
+    update_manifest(out, records)
+    ok = _judged(0.0, 0.0)
+    crashed = _result(cpu="cortex-a53")
+    crashed.failures.append("does not run on aarch64: started, never finished [exit -4: Illegal instruction]")
+    missed = _judged(0.05, 0.0, artifact="frost/frost.int8.onnx", precision="int8")
+    assert not missed.passed and not missed.failures[0].startswith("does not run")
+    calls = []
+
+    def fake_run_parity(env, exported, cases, photos, cpus, workdir, sites, log):
+        calls.append(([c.artifact for c in cases], cpus, sites))
+        return [_judged(0.0, 0.0, cpu=cpus[0], primary=True)]
+
+    monkeypatch.setattr(arm, "run_parity", fake_run_parity)
+    merged = arm.rerun_crashed(None, out, [ok, crashed, missed], [], tmp_path / "w", log=lambda *_: None)
+    assert calls == [(["frost/frost.onnx"], ["cortex-a53"], {"onnx": ("onnxruntime",)})]
+    assert merged[0] is ok and merged[2] is missed
+    assert merged[1].passed and merged[1].cpu == "cortex-a53"
+    assert merged[1].crashes == ["earlier run: " + crashed.failures[0]]
+    records[0]["sha256"] = "new"
+    update_manifest(out, records[:1])
+    with pytest.raises(UserError, match="re-exported since"):
+        arm.rerun_crashed(None, out, [crashed], [], tmp_path / "w", log=lambda *_: None)
 
 
 def test_manifest_fields_take_the_worst_cpu_and_list_other_runtimes():

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from toolkit.bench.arm_env import ARM_CPUS, WORKER, ArmEnv, pick_photos, run_worker
+from toolkit.bench.arm_env import ARM_CPUS, CALIBRATION_DIR, WORKER, ArmEnv, pick_photos, run_worker
 from toolkit.bench.arm_localize import localize, summarise
 from toolkit.errors import UserError
 
@@ -33,6 +33,7 @@ PROVIDER = "aarch64 (emulated)"
 # Which aarch64 site (.cache/arm/site/<name>, built by .ci/arm_parity.sh) runs which target. The primary site is
 # judged and written to the manifest; the others are extra answers (does an older LiteRT run these files?).
 SITES: dict[str, tuple[str, ...]] = {"onnx": ("onnxruntime",), "tflite": ("litert", "litert-1.4.0")}
+NO_RUN = "does not run on aarch64"  # a check whose runtime died: no output, nothing judged
 
 
 # --- what is checked ----------------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def run_parity(env: ArmEnv, exported: Path, cases: Sequence[Case], photos: Seque
                     status = done[job["artifact"]]
                     result.crashes = list(status.get("crashes", []))
                     if not status["ok"]:
-                        result.failures.append(f"does not run on aarch64: {status['error']}")
+                        result.failures.append(f"{NO_RUN}: {status['error']}")
                     elif status.get("machine") != "aarch64":
                         result.failures.append(f"ran on {status.get('machine')}, not aarch64")
                     else:
@@ -286,6 +287,34 @@ def run_parity(env: ArmEnv, exported: Path, cases: Sequence[Case], photos: Seque
                     results.append(result)
                     log("  " + result.summary())
     return results
+
+
+def rerun_crashed(env: ArmEnv, exported: Path, results: Sequence[ArmResult], photos: Sequence[Path], workdir: Path,
+                  log=print) -> list[ArmResult]:
+    """`results` with each check that failed only because its runtime died run once more, per runtime and CPU, in a
+    fresh process on the same photos; the new verdict replaces it and keeps the earlier run's deaths under
+    "crashes". A file re-exported since (another sha256) cannot be rerun into the same report."""
+    from toolkit.manifest import read_manifest
+
+    crashed = [r for r in results if r.failures and all(f.startswith(NO_RUN) for f in r.failures)]
+    current = {c.artifact: c for c in select_cases(read_manifest(exported), (0, 0))}
+    changed = [r.case.artifact for r in crashed if current.get(r.case.artifact, r.case).sha256 != r.case.sha256]
+    if changed:
+        raise UserError(f"{changed[0]} was re-exported since the report was written; run the full check again")
+    fresh = {}
+    for site, cpu in dict.fromkeys((r.site, r.cpu) for r in crashed):
+        cases = [r.case for r in crashed if (r.site, r.cpu) == (site, cpu)]
+        for new in run_parity(env, exported, cases, photos, [cpu], workdir, sites={cases[0].target: (site,)}, log=log):
+            fresh[(new.case.artifact, site, cpu)] = new
+    merged = []
+    for r in results:
+        new = fresh.get((r.case.artifact, r.site, r.cpu)) if any(r is c for c in crashed) else None
+        if new is not None:
+            new.primary = r.primary
+            new.crashes = [f"earlier run: {f}" for f in r.failures] + new.crashes
+            r = new
+        merged.append(r)
+    return merged
 
 
 # --- reporting ----------------------------------------------------------------------------------------------------
@@ -518,6 +547,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", action="store_true", help="print the results as bench rows (toolkit.bench.report)")
     p.add_argument("--rows-from", metavar="JSON", help="print bench rows from a saved report and exit")
     p.add_argument("--report-from", metavar="JSON", help="rewrite the Markdown report (--md) from a saved JSON one")
+    p.add_argument("--rerun-crashed", metavar="JSON",
+                   help="run once more the checks of a saved report whose runtime died, and write the merged report "
+                        "to --md / --json")
     args = p.parse_args(argv)
     args.size = parse_size(args.size)
     args.photos = args.photos or (1 if args.ci else 3)
@@ -554,14 +586,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         env = ArmEnv.load(args.env)
         exported = Path(args.exported)
-        cases = select_cases(read_manifest(exported), args.size, subset=args.ci, styles=args.styles)
-        if not cases:
-            raise UserError(f"no ONNX / TFLite file in {exported}/manifest.json matches (size {args.size}, styles "
-                            f"{args.styles or 'all'})")
-        photos = pick_photos(args.photos)
         t0 = time.monotonic()
-        results = run_parity(env, exported, cases, photos, args.cpus, Path(args.workdir))
-        elapsed = time.monotonic() - t0
+        if args.rerun_crashed:
+            earlier, report = results_from_json(args.rerun_crashed)
+            photos = [CALIBRATION_DIR / name for name in report["photos"]]
+            results = rerun_crashed(env, exported, earlier, photos, Path(args.workdir))
+            cases = list(dict.fromkeys(r.case for r in results))
+            args.cpus = list(dict.fromkeys(r.cpu for r in results))
+            elapsed = report["elapsed_s"] + time.monotonic() - t0
+        else:
+            cases = select_cases(read_manifest(exported), args.size, subset=args.ci, styles=args.styles)
+            if not cases:
+                raise UserError(f"no ONNX / TFLite file in {exported}/manifest.json matches (size {args.size}, "
+                                f"styles {args.styles or 'all'})")
+            photos = pick_photos(args.photos)
+            results = run_parity(env, exported, cases, photos, args.cpus, Path(args.workdir))
+            elapsed = time.monotonic() - t0
         name_diverging_ops(results, Path(args.exported), args.env)
         write_reports(results, Path(args.md), Path(args.json), env, photos, elapsed)
         if args.rows:
