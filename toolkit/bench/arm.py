@@ -308,7 +308,7 @@ def rerun_crashed(env: ArmEnv, exported: Path, results: Sequence[ArmResult], pho
             fresh[(new.case.artifact, site, cpu)] = new
     merged = []
     for r in results:
-        new = fresh.get((r.case.artifact, r.site, r.cpu)) if any(r is c for c in crashed) else None
+        new = fresh.get((r.case.artifact, r.site, r.cpu))  # one check per file, runtime and CPU: only crashed ones
         if new is not None:
             new.primary = r.primary
             new.crashes = [f"earlier run: {f}" for f in r.failures] + new.crashes
