@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -92,15 +92,18 @@ def conv_stacks(widths_sizes) -> dict[str, bytes]:
             for precision, converted in (("fp32", litert_torch.convert(net.eval(), sample)),
                                          ("int8", litert_torch.convert(graph, sample,
                                                                        quant_config=QuantConfig(pt2e_quantizer=quantizer)))):
-                path = Path(f"/tmp/_stack_{c}_{precision}.tflite")
-                converted.export(str(path))
-                files[f"4x conv3x3 {c}ch {h}x{w} | {precision}"] = path.read_bytes()
-                path.unlink()
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "stack.tflite"
+                    converted.export(str(path))
+                    files[f"4x conv3x3 {c}ch {h}x{w} | {precision}"] = path.read_bytes()
     return files
 
 
 def interleaved_ms(files: dict[str, bytes], rounds: int, runs: int) -> dict[str, float]:
+    """Median over interleaved rounds (toolkit.bench.timing) of each file's p50 wall time under LiteRT, 1 thread."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from toolkit.bench.timing import interleaved
 
     calls = {}
     for name, buf in files.items():
@@ -108,18 +111,9 @@ def interleaved_ms(files: dict[str, bytes], rounds: int, runs: int) -> dict[str,
         it.allocate_tensors()
         inp = it.get_input_details()[0]
         it.set_tensor(inp["index"], (np.random.default_rng(0).random(inp["shape"]) * 100).astype(inp["dtype"]))
-        it.invoke()
         calls[name] = it.invoke
-    samples = {name: [] for name in files}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            times = []
-            for _ in range(runs):
-                t = time.perf_counter()
-                call()
-                times.append(time.perf_counter() - t)
-            samples[name].append(statistics.median(times) * 1e3)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    timings = interleaved(calls, rounds, warmup=1, runs=runs)
+    return {name: statistics.median(t.p50_ms for t in rounds_) for name, rounds_ in timings.items()}
 
 
 def main(argv=None) -> None:
