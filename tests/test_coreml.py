@@ -146,6 +146,11 @@ def shape_family():
                                        x.reshape(1, 3, 4, 3, 4).permute(0, 1, 3, 2, 4).reshape(1, 3, 6, 8)], 1))
 
 
+def slice_family():
+    """Slices with negative ends, open ends and a stride (the context ring's crop is x[..., p:-p, p:-p])."""
+    return Lambda(lambda x: torch.cat([x[..., 1:-1, 2:8], x[..., 2:, 1:7], x[:, :, :5, :6], x[..., 1:6, ::2]], 1))
+
+
 OP_FAMILIES = {
     "conv": (conv_family, (1, 3, 12, 16), {"conv", "conv_transpose", "crop"}),
     "norm_pad": (norm_pad_family, (1, 3, 7, 9), {"instance_norm", "batch_norm", "pad", "concat"}),
@@ -153,6 +158,7 @@ OP_FAMILIES = {
                             {"sigmoid", "tanh", "relu", "clip", "real_div", "upsample_nearest_neighbor",
                              "upsample_bilinear"}),
     "shape": (shape_family, (1, 12, 3, 4), {"pixel_shuffle", "reshape", "transpose"}),
+    "slice": (slice_family, (1, 3, 7, 12), {"slice_by_index", "concat"}),
 }
 
 

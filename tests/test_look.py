@@ -187,6 +187,23 @@ def test_init_from_a_net_with_a_narrower_head_takes_every_matching_tensor(tmp_pa
     assert "head grown to the same function" in caplog.text
 
 
+def test_init_from_a_net_without_the_context_ring_takes_every_tensor_and_says_what_differs(tmp_path, caplog):
+    import dataclasses
+
+    from toolkit.checkpoint import save_checkpoint
+    from toolkit.config import TrainConfig
+    from toolkit.models import TransformerNet, create_model
+    from toolkit.train import _load_init
+
+    old = TransformerNet(dataclasses.replace(create_model("nano_fine").config, context_pad=0))
+    src = save_checkpoint(tmp_path / "old.safetensors", old, {"name": "o"})
+    new = create_model("nano_fine")
+    _load_init(new, TrainConfig(arch="nano_fine", init=str(src)))
+    own = new.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in old.state_dict().items())
+    assert f"context_pad 0 -> {new.config.context_pad}" in caplog.text and "left at initialisation" not in caplog.text
+
+
 def test_balanced_tap_weights_make_every_tap_count_relative_to_where_photos_start():
     cfg = LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1", "relu3_1"), content_layers=("relu2_1",))
     loss = build_loss(cfg, torch.rand(1, 3, 64, 64))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from toolkit.config import ArchConfig
 from toolkit.errors import UserError
@@ -37,12 +39,27 @@ def test_nano_matches_hand_counted_macs_and_stays_under_budget():
     cfg = arch_config("nano")
     a, b = cfg.widths
     m = b // cfg.bottleneck_k
-    hw = 480 * 640
+    hw = (480 + 2 * cfg.context_pad) * (640 + 2 * cfg.context_pad)  # the net runs on the image and its context ring
     hand = (conv_macs(3, a, 4, hw // 4) + conv_macs(a, b, 4, hw // 16)
             + cfg.res_blocks * (conv_macs(b, m, 1, hw // 16) + conv_macs(m, m, 3, hw // 16) + conv_macs(m, b, 1, hw // 16))
             + conv_macs(b, a, 3, hw // 16) + conv_macs(a, 3, cfg.last_kernel, hw))
     assert count_macs(create_model("nano"), 480, 640) == hand
     assert hand <= 0.6e9
+
+
+def test_context_pad_reflects_the_frame_around_the_net_and_crops_it_back():
+    cfg = dataclasses.replace(arch_config("tiny"), context_pad=4)
+    model = TransformerNet(cfg).eval()
+    for h, w in ((32, 32), (17, 33)):
+        x = torch.rand(1, 3, h, w)
+        padded = F.pad(x, (4, 4 + (-w) % 4, 4, 4 + (-h) % 4), mode="reflect")
+        with torch.no_grad():
+            assert torch.equal(model(x), model._forward(padded)[..., 4:4 + h, 4:4 + w])
+    x = torch.rand(1, 3, 8, 8)  # min_side: 4 + 3 pixels of reflection on an 8-pixel side still fit
+    assert model(x).shape == x.shape
+    for bad in (-1, cfg.stride + 1):
+        with pytest.raises(UserError, match="context_pad"):
+            dataclasses.replace(cfg, context_pad=bad)
 
 
 def test_macs_scale_with_pixels():

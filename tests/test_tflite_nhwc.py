@@ -40,7 +40,7 @@ def test_twin_computes_the_same_function_as_every_preset(preset):
     model = tiny_model(mini(preset))
     twin = nhwc_twin(model)
     with torch.no_grad():
-        for x in _images(32, 48):
+        for x in _images(32, 48) + _images(37, 53, n=1):  # aligned, and padded to the stride at the bottom / right
             assert (twin(x) - model(x)).abs().max().item() <= 1e-5
 
 
@@ -63,9 +63,9 @@ def test_twin_keeps_pads_and_the_pixel_shuffle_exact(padding):
 def test_edge_pad_is_torch_padding():
     from toolkit.export.nhwc import EdgePad
 
-    x = torch.rand(1, 3, 7, 9)
+    x = torch.rand(1, 3, 9, 11)
     for mode in ("reflect", "replicate"):
-        for padding in ((1, 1, 1, 1), (4, 4, 4, 4), (0, 3, 0, 2)):
+        for padding in ((1, 1, 1, 1), (4, 4, 4, 4), (0, 3, 0, 2), (4, 7, 4, 7)):  # the last: context ring + stride
             want = torch.nn.functional.pad(x, padding, mode=mode)
             assert torch.equal(EdgePad(padding, mode)(x), want)
 

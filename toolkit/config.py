@@ -107,6 +107,8 @@ class ArchConfig:
     head_padding: str | None = None  # padding of the full-resolution head convs (None: `padding`); "replicate"
                                      # makes the deploy-time fold of a bilinear head exact up to the frame's edge
     skip: bool = False               # add the stem's features into the up path at the same resolution (U-Net)
+    context_pad: int = 0             # pixels of the image reflected around it before the net and cropped after
+                                     # (0..stride): the net's own edge handling falls outside the frame
     output: str = "sigmoid"
 
     def __post_init__(self):
@@ -141,6 +143,8 @@ class ArchConfig:
             raise UserError("arch head_hidden needs head='bilinear' or 'shuffle'")
         if self.head_hidden < 0:
             raise UserError(f"arch head_hidden must be >= 0, got {self.head_hidden}")
+        if not 0 <= self.context_pad <= self.stride:
+            raise UserError(f"arch context_pad must be 0..{self.stride} (the stride), got {self.context_pad}")
         if self.res_blocks < 0 or self.bottleneck_k < 1:
             raise UserError("arch res_blocks must be >= 0 and bottleneck_k >= 1")
 

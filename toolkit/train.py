@@ -219,12 +219,17 @@ def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
         raise UserError(f"--init {cfg.init} is a {init.meta.get('train_config', {}).get('arch', 'different')} "
                         f"net that shares no weights with {cfg.arch}; pass --arch to match it")
     model.load_state_dict(taken, strict=False)
-    if widen_head(init.model, model):
+    grown = widen_head(init.model, model)
+    if grown:
         taken.update({k: v for k, v in model.state_dict().items() if k.startswith("head.")})
     fresh = sorted(k for k in own if k not in taken)
-    log.warning("--init %s is a %s net: %d of %d tensors taken%s", cfg.init, init.meta.get("train_config", {}).get(
-        "arch", "different"), len(taken), len(own), f"; left at initialisation: {', '.join(fresh)}" if fresh else
-        " (the head grown to the same function)")
+    knobs = ", ".join(f"{f.name} {getattr(init.arch, f.name)} -> {getattr(model.config, f.name)}"
+                      for f in dataclasses.fields(model.config)
+                      if getattr(init.arch, f.name) != getattr(model.config, f.name))
+    log.warning("--init %s is a %s net (%s): %d of %d tensors taken%s", cfg.init,
+                init.meta.get("train_config", {}).get("arch", "different"), knobs, len(taken), len(own),
+                f"; left at initialisation: {', '.join(fresh)}" if fresh else
+                " (the head grown to the same function)" if grown else "")
 
 
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,

@@ -24,6 +24,7 @@ from typing import Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from toolkit.config import to_dict
@@ -74,14 +75,21 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
 
 
 class _StrideAligned(nn.Module):
-    """The net for inputs whose sides are multiples of its stride (TransformerNet._forward, without pad and crop)."""
+    """The net for inputs whose sides are multiples of its stride: TransformerNet._forward inside its context ring,
+    with no pad to the stride, and a pad and crop that do not depend on the size (the ring is the same on every
+    side, so the crop is p:-p), so one trace serves every enumerated size."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net._forward(x) if hasattr(self.net, "_forward") else self.net(x)
+        if not hasattr(self.net, "_forward"):
+            return self.net(x)
+        p = self.net.config.context_pad
+        if not p:
+            return self.net._forward(x)
+        return self.net._forward(F.pad(x, (p, p, p, p), mode="reflect"))[..., p:-p, p:-p]
 
 
 def input_shape(ct, sizes: Tuple[Size, ...]):

@@ -77,7 +77,21 @@ def _pad_dim(x: torch.Tensor, dim: int, before: int, after: int, mode: str) -> t
     else:
         head = [x.narrow(dim, 0, 1)] * before
         tail = [x.narrow(dim, n - 1, 1)] * after
-    return torch.cat(head + [x] + tail, dim=dim)
+    if len(head) + len(tail) < CONCAT_INPUTS:
+        return torch.cat(head + [x] + tail, dim=dim)
+    return torch.cat([*_blocks(head, dim), x, *_blocks(tail, dim)], dim=dim)
+
+
+# XNNPACK's CONCATENATION takes up to 5 inputs (a 4-pixel context ring plus the stride's 3 made one of 9, which
+# LiteRT ran outside it: "Fully accelerated: False"), and the converter flattens a concat of concats back into one.
+CONCAT_INPUTS = 5
+
+
+def _blocks(rows: list, dim: int) -> list:
+    """Rows concatenated in blocks of up to 4, each behind max(b, b) (an exact MAXIMUM on a few rows) so that the
+    converter keeps the blocks apart."""
+    blocks = [torch.cat(rows[i:i + 4], dim=dim) if len(rows[i:i + 4]) > 1 else rows[i] for i in range(0, len(rows), 4)]
+    return [torch.maximum(b, b) if b.shape[dim] > 1 else b for b in blocks]
 
 
 class DepthToSpace(nn.Module):
@@ -98,19 +112,19 @@ class DepthToSpace(nn.Module):
 
 
 class AlignedInput(nn.Module):
-    """Pads a side that is not a multiple of the net's stride by reflection at the bottom / right and crops the
-    output back (what TransformerNet does inside, but with EdgePad so the graph stays XNNPACK's)."""
+    """The pads and crop TransformerNet.forward wraps around the net (`input_pads`: the context ring and the bottom /
+    right up to the stride), with EdgePad so the graph stays XNNPACK's."""
 
-    def __init__(self, net: nn.Module, stride: int):
+    def __init__(self, net: nn.Module):
         super().__init__()
-        self.net, self.stride = net, int(stride)
+        self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        ph, pw = (-h) % self.stride, (-w) % self.stride
-        if not (ph or pw):
-            return self.net(x)
-        return self.net(EdgePad((0, pw, 0, ph), "reflect")(x))[..., :h, :w]
+        left, right, top, bottom = pads = self.net.input_pads(h, w)
+        if not any(pads):
+            return self.net._forward(x)
+        return self.net._forward(EdgePad(pads, "reflect")(x))[..., top:top + h, left:left + w]
 
 
 def nhwc_twin(net: nn.Module) -> nn.Module:
@@ -118,8 +132,7 @@ def nhwc_twin(net: nn.Module) -> nn.Module:
     that litert-torch lowers to an NHWC graph with no layout transposes and only XNNPACK ops."""
     twin = copy.deepcopy(net).eval()
     _rewrite(twin)
-    stride = getattr(getattr(net, "config", None), "stride", 1)
-    return AlignedInput(twin, stride).eval()
+    return AlignedInput(twin).eval()
 
 
 def _rewrite(module: nn.Module) -> None:
@@ -160,15 +173,16 @@ def float_norm_quantizer(config):
     - the stem convs, which read the image itself (what onnxruntime int8 does, see toolkit/export/onnx.py): 3 input
       channels gain nothing from int8, and their per-tensor int8 step is magnified by the norm that follows.
       starry_night 480x640, worst of 8 photos vs the trained net: 29.9 -> 33.2 dB; unseen film frames 28.4 -> 34.1.
+      So do the image's pads in front of them (`_image_side`).
     The convs around a norm still read and write int8."""
     from litert_torch.quantize import pt2e_quantizer
 
     class FloatNormQuantizer(pt2e_quantizer.PT2EQuantizer):
         def annotate(self, model):
             model = super().annotate(model)
-            stems = set(_stem_convs(model.graph))
+            image_side = _image_side(model.graph)
             for node in model.graph.nodes:
-                if node in stems or _inside(node, InstanceNormStats):
+                if node in image_side or _inside(node, InstanceNormStats):
                     node.meta.pop("quantization_annotation", None)
             return model
 
@@ -179,19 +193,19 @@ def _is_conv(node) -> bool:
     return node.op == "call_function" and "conv" in str(node.target)
 
 
-def _stem_convs(graph) -> list:
-    """The convs that no other conv feeds (the graph's nodes are in topological order)."""
+def _image_side(graph) -> set:
+    """The nodes no conv feeds: the image, its pads and the stem convs that read it (the graph's nodes are in
+    topological order)."""
     after_conv: set = set()
-    stems = []
+    image_side = set()
     for node in graph.nodes:
-        fed = any(arg in after_conv for arg in node.all_input_nodes)
+        if any(arg in after_conv for arg in node.all_input_nodes):
+            after_conv.add(node)
+            continue
+        image_side.add(node)
         if _is_conv(node):
-            if not fed:
-                stems.append(node)
             after_conv.add(node)
-        elif fed:
-            after_conv.add(node)
-    return stems
+    return image_side
 
 
 def _inside(node, module_type: type) -> bool:

@@ -39,11 +39,15 @@ def nano() -> ArchConfig:
     bilinear x2, the stem's features added back at 1/2 (fine texture follows the content, not the lattice), and a
     bilinear x2 head with one small full-resolution conv to RGB. The head pads by replicating the edge: bilinear x2
     clamps at the edge, so then the whole head equals its deploy form (a half-res phase conv + PixelShuffle) on every
-    pixel, border included (with reflect padding the outer 2-pixel ring differed by up to 0.6).
+    pixel, border included (with reflect padding the outer 2-pixel ring differed by up to 0.6). The image is
+    reflected 4 pixels (one 1/4-res cell) around its frame before the net and cropped after, so the border pixels
+    are computed like inner ones: on the 13 eval photos the worst edge stripe of the 7 shipped styles fell from
+    0.053 to 0.048 and each style's mean stripe by 4-35% (2 px: mixed; 6 px: mirrored motifs), for 3% more pixels at
+    480x640.
     """
     return ArchConfig(widths=(12, 32), down_stages=2, res_blocks=3, block="bottleneck", bottleneck_k=2,
                       first_kernel=4, down_kernel=4, last_kernel=3, upsample="conv_bilinear", head="bilinear",
-                      head_padding="replicate", skip=True)
+                      head_padding="replicate", skip=True, context_pad=4)
 
 
 @ARCHS.register()

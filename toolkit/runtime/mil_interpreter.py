@@ -424,6 +424,24 @@ def crop(op, x, crop_height, crop_width):
     return x[..., top:h - bottom, left:w - right]
 
 
+@register("slice_by_index")
+def slice_by_index(op, x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
+    """x[begin:end:stride] per axis, per the MIL spec: a set begin_mask / end_mask bit takes the whole side of that
+    axis (begin / end ignored), negative indices count from the end, a set squeeze_mask bit drops the axis (its
+    slice must be one element)."""
+    n = x.ndim
+    stride = [1] * n if stride is None else [int(v) for v in np.asarray(stride).reshape(-1)]
+    masks = [[False] * n if m is None else [bool(v) for v in np.asarray(m).reshape(-1)]
+             for m in (begin_mask, end_mask, squeeze_mask)]
+    index = []
+    for axis, (b, e, s) in enumerate(zip(np.asarray(begin).reshape(-1), np.asarray(end).reshape(-1), stride)):
+        if masks[2][axis]:
+            index.append(int(b))
+            continue
+        index.append(slice(None if masks[0][axis] else int(b), None if masks[1][axis] else int(e), s))
+    return x[tuple(index)]
+
+
 @register("reshape")
 def reshape(op, x, shape):
     shape = [int(s) for s in np.asarray(shape).reshape(-1)]
