@@ -354,6 +354,18 @@ def test_compressed_exports_run_and_keep_their_rows_psnr(precision, op_type, exp
     assert weights(package) < weights(float_package)
 
 
+def test_int8_keeps_the_stem_weights_fp16_and_stores_every_other_conv_in_int8(exported):
+    """The stem reads the image and feeds an instance norm, which magnifies its weight rounding (as in ONNX and
+    TFLite int8, it stays float); every other conv's weights are int8."""
+    package = exported("compressed", tiny_model(), "int8", ((64, 64),))
+    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+    block = next(iter(spec.mlProgram.functions.values())).block_specializations["CoreML6"]
+    producer = {out.name: op.type for op in block.operations for out in op.outputs}
+    weights = [producer[op.inputs["weight"].arguments[0].name] for op in block.operations if op.type == "conv"]
+    assert len(weights) > 2
+    assert weights[0] == "const" and set(weights[1:]) == {"constexpr_affine_dequantize"}, weights
+
+
 @pytest.mark.parametrize("precision", ["int8", "palettize2"])
 def test_constexpr_decoding_matches_coremltools(precision, exported):
     """Our decompression of the stored weights equals coremltools' own reference decompress."""

@@ -41,9 +41,10 @@ def nano() -> ArchConfig:
     clamps at the edge, so then the whole head equals its deploy form (a half-res phase conv + PixelShuffle) on every
     pixel, border included (with reflect padding the outer 2-pixel ring differed by up to 0.6). The image is
     reflected 4 pixels (one 1/4-res cell) around its frame before the net and cropped after, so the border pixels
-    are computed like inner ones: on the 13 eval photos the worst edge stripe of the 7 shipped styles fell from
-    0.053 to 0.048 and each style's mean stripe by 4-35% (2 px: mixed; 6 px: mirrored motifs), for 3% more pixels at
-    480x640.
+    are computed like inner ones. Session 11's 7 nets, as trained, on the quality benchmark's 13 photos
+    (benchmarks/results/context_ring.md): the worst edge stripe 0.052 -> 0.048, each style's mean stripe -4 to -31%
+    (2 px: worse on 4 of 7 worst photos; 6 px: no better, and wider than the stride), for 3% more pixels at 480x640;
+    fine-tuned 60 steps inside the ring, all 7 came under the 0.05 goal (worst 0.045).
     """
     return ArchConfig(widths=(12, 32), down_stages=2, res_blocks=3, block="bottleneck", bottleneck_k=2,
                       first_kernel=4, down_kernel=4, last_kernel=3, upsample="conv_bilinear", head="bilinear",
