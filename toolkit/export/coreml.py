@@ -128,14 +128,18 @@ def _input_convs(mlmodel) -> list[str]:
     float in ONNX and TFLite int8 (toolkit/export/onnx.py: _stem_convs). Instance norm divides each of its output
     channels by the channel's own std, which magnifies a quiet channel's weight rounding: composition_vii, fine-tuned
     60 steps, is 28.9 dB at 1280x720 (worst of 8 photos) with its stem's weights in int8, 50.0 dB without."""
-    ops = mlmodel._mil_program.functions["main"].operations
-    return [op.name for op in ops if op.op_type in ("conv", "conv_transpose")][:1]
+    return _conv_names(mlmodel)[:1]
 
 
 def _output_convs(mlmodel) -> list[str]:
     """The last conv of the program: the one writing the image."""
+    return _conv_names(mlmodel)[-1:]
+
+
+def _conv_names(mlmodel) -> list[str]:
+    """The program's convs, in order."""
     ops = mlmodel._mil_program.functions["main"].operations
-    return [op.name for op in ops if op.op_type in ("conv", "conv_transpose")][-1:]
+    return [op.name for op in ops if op.op_type in ("conv", "conv_transpose")]
 
 
 def describe(mlmodel, model, spec: ExportSpec, row: Precision, sizes: Tuple[Size, ...]) -> None:
