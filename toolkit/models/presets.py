@@ -107,6 +107,12 @@ def nano_deep() -> ArchConfig:
     return dataclasses.replace(nano_fine(), widths=(16, 32), res_blocks=5)
 
 
+@ARCHS.register()
+def nano_deep_lite() -> ArchConfig:
+    """nano_deep with nano_lite's norms: instance norm at the ends, batch norm (folded at export) in the trunk."""
+    return dataclasses.replace(nano_deep(), trunk_norm="batch")
+
+
 def arch_config(name: str, **overrides) -> ArchConfig:
     """The preset's config with knob overrides (e.g. padding='zero')."""
     return dataclasses.replace(ARCHS.get(name)(), **overrides)
