@@ -23,10 +23,11 @@ def mini(preset: str, **overrides):
                                res_blocks=min(cfg.res_blocks, 2))
 
 
-def shipped_deploy_form(head_padding="replicate"):
+def shipped_deploy_form(head_padding="replicate", trunk_norm=None):
     """nano_fine as the exporters receive it: the bilinear head already folded into a half-res conv + PixelShuffle
     (the fold itself is toolkit/models/deploy.py's; its weights do not matter here)."""
-    return tiny_model(dataclasses.replace(arch_config("nano_fine"), head="shuffle", head_padding=head_padding))
+    return tiny_model(dataclasses.replace(arch_config("nano_fine"), head="shuffle", head_padding=head_padding,
+                                          trunk_norm=trunk_norm))
 
 
 def _images(h, w, n=2):
@@ -128,7 +129,8 @@ def test_depth_to_space_fusion_leaves_other_reshapes_alone(fp32_tflite):
 
 @pytest.mark.slow
 @needs_litert
-def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_and_float_io(tmp_path):
+@pytest.mark.parametrize("trunk", ["instance", "none"])
+def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_int8_adds_and_float_io(tmp_path, trunk):
     from PIL import Image
 
     from toolkit.export import ExportSpec, artifact_path, export_artifact
@@ -139,7 +141,7 @@ def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_and_float_io(tmp_path)
     photos.mkdir()
     for i in range(8):
         Image.fromarray((natural_image(64, 96, seed=10 + i) * 255).astype(np.uint8)).save(photos / f"c{i}.png")
-    model = shipped_deploy_form()
+    model = shipped_deploy_form(trunk_norm=trunk)  # "none": a nano_lite net, its trunk's batch norms folded
     dest = artifact_path(tmp_path, "t", "tflite", "int8", (64, 96))
     spec = ExportSpec(target="tflite", precision="int8", sizes=((64, 96),), style="t", calibration=(str(photos),))
     record = export_artifact(model, spec, dest)
@@ -150,13 +152,17 @@ def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_and_float_io(tmp_path)
     details = runner.interpreter
     assert details.get_input_details()[0]["dtype"] == np.float32
     assert details.get_output_details()[0]["dtype"] == np.float32
-    assert conv_weight_dtypes(dest.read_bytes()) == ["FLOAT32"] + ["INT8"] * (ops["CONV_2D"] - 1)  # stem float
+    assert input_dtypes(dest.read_bytes(), "CONV_2D", 1) == ["FLOAT32"] + ["INT8"] * (ops["CONV_2D"] - 1)  # stem
+    adds = input_dtypes(dest.read_bytes(), "ADD", 0)  # the skip add and a norm-free trunk's residual adds in int8;
+    int8_adds = model.config.skip + (model.config.res_blocks if trunk == "none" else 0)  # the rest read a norm
+    assert adds.count("INT8") == int8_adds, adds
     if (accelerated := fully_accelerated(dest)) is not None:
         assert accelerated
 
 
-def conv_weight_dtypes(flatbuffer: bytes) -> list[str]:
-    """The filter tensor type of each CONV_2D in the file, in graph order."""
+def input_dtypes(flatbuffer: bytes, op_name: str, index: int) -> list[str]:
+    """The tensor type of input `index` of each `op_name` op in the file (a CONV_2D's 1 is its filter), in graph
+    order."""
     from toolkit.export.nhwc import _op_names, _schema
 
     schema, names = _schema(), _op_names()
@@ -167,6 +173,6 @@ def conv_weight_dtypes(flatbuffer: bytes) -> list[str]:
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         opcode = model.OperatorCodes(op.OpcodeIndex())
-        if names.get(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())) == "CONV_2D":
-            out.append(types[graph.Tensors(op.Inputs(1)).Type()])
+        if names.get(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())) == op_name:
+            out.append(types[graph.Tensors(op.Inputs(index)).Type()])
     return out

@@ -170,6 +170,7 @@ def float_norm_quantizer(config):
     """litert-torch's PT2E quantizer with `config` everywhere but in two places that stay float:
     - inside the twin's instance norms (as nn.InstanceNorm2d did, being no op PT2E annotates): int8 mean, centring
       and squaring crushed the variance of quiet channels (starry_night 17 dB at 480x640);
+    - the adds that read an instance norm's output (see `_annotate_add`; the other adds are int8);
     - the stem convs, which read the image itself (what onnxruntime int8 does, see toolkit/export/onnx.py): 3 input
       channels gain nothing from int8, and their per-tensor int8 step is magnified by the norm that follows.
       starry_night 480x640, worst of 8 photos vs the trained net: 29.9 -> 33.2 dB; unseen film frames 28.4 -> 34.1.
@@ -184,9 +185,32 @@ def float_norm_quantizer(config):
             for node in model.graph.nodes:
                 if node in image_side or _inside(node, InstanceNormStats):
                     node.meta.pop("quantization_annotation", None)
+                elif _is_tensor_add(node) and not any(_inside(a, InstanceNormStats) for a in node.all_input_nodes):
+                    _annotate_add(node, config)
             return model
 
     return FloatNormQuantizer().set_global(config)
+
+
+def _is_tensor_add(node) -> bool:
+    """An add of two activations (a residual or skip connection)."""
+    import operator
+
+    return (node.op == "call_function" and node.target in (torch.ops.aten.add.Tensor, operator.add)
+            and len(node.all_input_nodes) == 2)
+
+
+def _annotate_add(node, config) -> None:
+    """int8 in, int8 out, as the PT2E quantizer's own "add" annotator would: it finds adds by the source function
+    that torch.export no longer records, so every add stayed float, between a DEQUANTIZE and a QUANTIZE. Adds that
+    read a norm's float output stay float: rounding it to int8 before the add cost 0.3-0.4 dB (great_wave,
+    starry_night at 480x640) for no speed, as the sum is quantised for the next conv anyway."""
+    from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec, get_output_act_qspec
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    node.meta["quantization_annotation"] = QuantizationAnnotation(
+        input_qspec_map={arg: get_input_act_qspec(config) for arg in node.all_input_nodes},
+        output_qspec=get_output_act_qspec(config), _annotated=True)
 
 
 def _is_conv(node) -> bool:
