@@ -222,3 +222,24 @@ def test_a_teacher_without_a_weight_exits_2(tmp_path, style_png, image_dir):
                   cwd=tmp_path)
     assert res.returncode == 2 and "--teacher-weight" in res.stderr and len(res.stderr.strip().splitlines()) == 1, \
         res.stderr
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_frozen_batch_stats_train_the_function_that_ships(tmp_path, style_png, image_dir):
+    """nano_lite's trunk batch norms: by default they learn running statistics from the batches; frozen, they keep
+    normalising by the starting point's (what the export folds into the convs) while the rest of the net trains."""
+    start = train(config(style_png, image_dir, arch="nano_lite", steps=3), out_root=tmp_path / "a", progress=False)
+
+    def stats(path):
+        sd = load_checkpoint(path).model.state_dict()
+        return {k: v for k, v in sd.items() if k.endswith(("running_mean", "running_var"))}
+
+    runs = {frozen: train(config(style_png, image_dir, arch="nano_lite", steps=3, init=str(start), name=f"f{frozen}",
+                                 freeze_batch_stats=frozen), out_root=tmp_path / "b", progress=False)
+            for frozen in (False, True)}
+    assert stats(start)
+    assert all(torch.equal(v, stats(runs[True])[k]) for k, v in stats(start).items())
+    assert not all(torch.equal(v, stats(runs[False])[k]) for k, v in stats(start).items())
+    weights = {k: v for k, v in load_checkpoint(runs[True]).model.state_dict().items() if "running" not in k}
+    assert any(not torch.equal(v, load_checkpoint(start).model.state_dict()[k]) for k, v in weights.items())
+    assert load_checkpoint(runs[True]).meta["train_config"]["freeze_batch_stats"] is True

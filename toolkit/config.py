@@ -201,6 +201,7 @@ class TrainConfig:
     sample_every: int = 100
     checkpoint_every: int = 50
     init: str | None = None                      # start from this checkpoint's weights (same arch): fine-tuning
+    freeze_batch_stats: bool = False             # batch norms normalise by their running statistics, as exported
     teacher: str | None = None                   # a trained style whose output the net also matches (another arch,
                                                  # e.g. moving a style to a faster preset), weighted by teacher_weight
     loss: LossConfig = field(default_factory=LossConfig)

@@ -90,11 +90,21 @@ def _sample_images(cfg: TrainConfig, files: list[Path], n: int = 4) -> torch.Ten
     return torch.cat(crops)
 
 
-def _save_sample_grid(path: Path, model, images: torch.Tensor) -> None:
+def train_mode(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """model.train(), except that with `cfg.freeze_batch_stats` batch norms keep normalising by their running
+    statistics, as the exported net (where they are folded into the convs) does."""
+    model.train()
+    if cfg.freeze_batch_stats:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+def _save_sample_grid(path: Path, model, images: torch.Tensor, cfg: TrainConfig) -> None:
     model.eval()
     with torch.no_grad():
         out = model(images)
-    model.train()
+    train_mode(model, cfg)
     rows = [np.concatenate([to_numpy(a), to_numpy(b)], axis=1) for a, b in zip(images, out)]
     save_image(path, np.concatenate(rows, axis=0))
 
@@ -197,7 +207,7 @@ def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dic
     loss_fn = loss_fn if loss_fn is not None else style_loss(cfg)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     history = []
-    model.train()
+    train_mode(model, cfg)
     batches = first_batch_read(content_loader(cfg, list_images(resolve_data_path(cfg.content_dir))))
     with tqdm(total=cfg.steps, desc=f"fine-tune {cfg.name}", unit="step", dynamic_ncols=True) as bar:
         for step, batch in enumerate(batches):
@@ -311,7 +321,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
     bar = None
     if rank == 0 and progress:
         bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.name}", unit="step", dynamic_ncols=True)
-    model.train()
+    train_mode(model, cfg)
     step = start
     wait_t = busy_t = 0.0
     t0 = time.perf_counter()
@@ -337,7 +347,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save_state(step, final=step == cfg.steps)
             if cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-                _save_sample_grid(run_dir / "samples" / f"step_{step:06d}.png", model, samples)
+                _save_sample_grid(run_dir / "samples" / f"step_{step:06d}.png", model, samples, cfg)
     if bar is not None:
         bar.close()
     if rank == 0:

@@ -50,6 +50,9 @@ def add_arguments(p) -> None:
     p.add_argument("--loss-weights", help="VGG weights file (safetensors, or a torchvision .pth state dict)")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights (fine-tune, e.g. a shipped "
                    "style with --temporal-weight); a path or a shipped style name")
+    p.add_argument("--freeze-batch-stats", action="store_true",
+                   help="batch norms (nano_lite's trunk) normalise by their running statistics, as the exported net "
+                        "does, instead of each batch's: fine-tunes the function that ships")
     p.add_argument("--teacher", metavar="CKPT", help="a trained style (path or shipped name) whose output the net "
                    "also learns to match, e.g. to move a style to a faster --arch with its look; needs --teacher-weight")
     p.add_argument("--teacher-weight", type=real(), default=dl.teacher_weight,
@@ -112,7 +115,7 @@ def run(args) -> int:
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,
                       seed=args.seed, workers=args.workers, sample_every=args.sample_every,
                       checkpoint_every=args.checkpoint_every, init=_init_path(args.init),
-                      teacher=_init_path(args.teacher), loss=loss)
+                      teacher=_init_path(args.teacher), freeze_batch_stats=args.freeze_batch_stats, loss=loss)
     path = train(cfg, out_root=args.out, resume=args.resume, overwrite=args.overwrite)
     print(path)
     return 0

@@ -83,7 +83,8 @@ def train_command(cfg: dict, name: str) -> str:
             + (f" --edge-weight {loss['edge_weight']}" if loss.get("edge_weight") else "")
             + (f" --teacher {Path(cfg['teacher']).name} --teacher-weight {loss.get('teacher_weight')}"
                if cfg.get("teacher") else "")
-            + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else ""))
+            + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else "")
+            + (" --freeze-batch-stats" if cfg.get("freeze_batch_stats") else ""))
 
 
 def eval_photos(limit: int = 6) -> list[Path]:
