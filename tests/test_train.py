@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -193,35 +192,6 @@ def test_init_from_another_arch_exits_2(tmp_path, style_png, image_dir):
     res = run_cli("train", "--style-image", style_png, "--content-dir", image_dir, "--name", "x", "--arch", "tiny",
                   "--init", other, "--loss-net", "random", "--out", tmp_path / "runs", cwd=tmp_path)
     assert res.returncode == 2 and "--arch" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
-
-
-@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
-def test_a_teacher_pulls_a_net_of_another_arch_toward_its_output(tmp_path, style_png, image_dir):
-    from toolkit.data.images import list_images, load_rgb, to_tensor
-
-    teacher_path = train(config(style_png, image_dir, steps=20), out_root=tmp_path / "t", progress=False)
-    teacher = load_checkpoint(teacher_path).model.eval()
-    photo = to_tensor(load_rgb(list_images(image_dir)[0]))[..., :64, :64]
-
-    def gap(arch_run) -> float:
-        with torch.no_grad():
-            return torch.nn.functional.mse_loss(load_checkpoint(arch_run).model.eval()(photo), teacher(photo)).item()
-
-    student = dict(arch="nano_lite", steps=20, loss=LOSS)
-    alone = train(config(style_png, image_dir, name="alone", **student), out_root=tmp_path / "s", progress=False)
-    taught = train(config(style_png, image_dir, name="taught", teacher=str(teacher_path), **dict(
-        student, loss=dataclasses.replace(LOSS, teacher_weight=1e3))), out_root=tmp_path / "s", progress=False)
-    assert gap(taught) < 0.5 * gap(alone)
-    meta = load_checkpoint(taught).meta
-    assert meta["train_config"]["teacher"] == str(teacher_path) and meta["history"][-1]["teacher"] > 0
-
-
-def test_a_teacher_without_a_weight_exits_2(tmp_path, style_png, image_dir):
-    res = run_cli("train", "--style-image", style_png, "--content-dir", image_dir, "--name", "x", "--arch", "tiny",
-                  "--teacher", style_png.parent / "t.safetensors", "--loss-net", "random", "--out", tmp_path / "runs",
-                  cwd=tmp_path)
-    assert res.returncode == 2 and "--teacher-weight" in res.stderr and len(res.stderr.strip().splitlines()) == 1, \
-        res.stderr
 
 
 @pytest.mark.filterwarnings("ignore:using a random-weight VGG")

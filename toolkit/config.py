@@ -181,7 +181,6 @@ class LossConfig:
     shift_weight: float = 0.0                    # shift equivariance (toolkit/losses/shift.py): against grain
     grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
     edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
-    teacher_weight: float = 0.0                  # pixel MSE to TrainConfig.teacher's output: distillation
     encoder_precision: str = "fp32"              # fp32 | bf16: the frozen VGG under bf16 autocast (losses stay fp32)
 
 
@@ -202,8 +201,6 @@ class TrainConfig:
     checkpoint_every: int = 50
     init: str | None = None                      # start from this checkpoint's weights (same arch): fine-tuning
     freeze_batch_stats: bool = False             # batch norms normalise by their running statistics, as exported
-    teacher: str | None = None                   # a trained style whose output the net also matches (another arch,
-                                                 # e.g. moving a style to a faster preset), weighted by teacher_weight
     loss: LossConfig = field(default_factory=LossConfig)
 
     @staticmethod

@@ -162,19 +162,12 @@ def first_batch_read(loader: DataLoader) -> Iterator[torch.Tensor]:
     return itertools.chain([] if first is None else [first], batches)
 
 
-def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int,
-                    teacher: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
     (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
-    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py), and the pixel MSE to a
-    `teacher` net's output (distillation: the look of a trained style carried over to another arch)."""
+    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py)."""
     out = net(batch)
     losses = loss_fn(out, batch)
-    if teacher is not None and cfg.loss.teacher_weight > 0:
-        with torch.no_grad():
-            target = teacher(batch)
-        losses["teacher"] = torch.nn.functional.mse_loss(out, target)
-        losses["total"] = losses["total"] + cfg.loss.teacher_weight * losses["teacher"]
     if cfg.loss.temporal_weight > 0:
         from toolkit.losses.temporal import TemporalLoss
 
@@ -249,17 +242,6 @@ def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
                 " (the head grown to the same function)" if grown else "")
 
 
-def load_teacher(cfg: TrainConfig, device) -> torch.nn.Module | None:
-    """`cfg.teacher`'s net, frozen in eval mode; None without one. A teacher needs a weight and the reverse."""
-    if bool(cfg.teacher) != (cfg.loss.teacher_weight > 0):
-        raise UserError("--teacher and --teacher-weight go together: pass both (e.g. --teacher starry_night "
-                        "--teacher-weight 10000) or neither")
-    if not cfg.teacher:
-        return None
-    teacher = load_checkpoint(cfg.teacher).model.to(device).eval()
-    return teacher.requires_grad_(False)
-
-
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train one style; returns the final checkpoint path. Safe to kill at any time and `resume`."""
@@ -282,7 +264,6 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
     model = create_model(cfg.arch).to(device)
     if cfg.init:
         _load_init(model, cfg)
-    teacher = load_teacher(cfg, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume and last.exists():
@@ -328,7 +309,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
     for batch in batches:
         t1 = time.perf_counter()
         batch = batch.to(device, non_blocking=True)
-        losses = training_losses(net, loss_fn, batch, cfg, step * world + rank, teacher)
+        losses = training_losses(net, loss_fn, batch, cfg, step * world + rank)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         opt.step()

@@ -53,10 +53,6 @@ def add_arguments(p) -> None:
     p.add_argument("--freeze-batch-stats", action="store_true",
                    help="batch norms (nano_lite's trunk) normalise by their running statistics, as the exported net "
                         "does, instead of each batch's: fine-tunes the function that ships")
-    p.add_argument("--teacher", metavar="CKPT", help="a trained style (path or shipped name) whose output the net "
-                   "also learns to match, e.g. to move a style to a faster --arch with its look; needs --teacher-weight")
-    p.add_argument("--teacher-weight", type=real(), default=dl.teacher_weight,
-                   help="weight of the pixel MSE to --teacher's output (0 = off)")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="restart runs/<name> from scratch")
@@ -84,7 +80,7 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 def _init_path(arg: str | None) -> str | None:
-    """--init and --teacher take a checkpoint path or the name of a shipped / trained style (resolved like --style)."""
+    """--init takes a checkpoint path or the name of a shipped / trained style (resolved like --style)."""
     from toolkit.zoo import checkpoint_path
 
     return None if arg is None else str(checkpoint_path(arg))
@@ -107,15 +103,14 @@ def run(args) -> int:
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
                       shift_weight=args.shift_weight, grain_weight=args.grain_weight, edge_weight=args.edge_weight,
-                      teacher_weight=args.teacher_weight, style_layers=args.style_layers,
-                      content_layers=args.content_layers,
+                      style_layers=args.style_layers, content_layers=args.content_layers,
                       style_scales=args.style_scales, style_balance=args.style_balance,
                       encoder_precision=args.encoder_precision)
     cfg = TrainConfig(name=args.name, style_image=args.style_image, content_dir=args.content_dir, arch=args.arch,
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,
                       seed=args.seed, workers=args.workers, sample_every=args.sample_every,
                       checkpoint_every=args.checkpoint_every, init=_init_path(args.init),
-                      teacher=_init_path(args.teacher), freeze_batch_stats=args.freeze_batch_stats, loss=loss)
+                      freeze_batch_stats=args.freeze_batch_stats, loss=loss)
     path = train(cfg, out_root=args.out, resume=args.resume, overwrite=args.overwrite)
     print(path)
     return 0

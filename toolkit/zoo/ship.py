@@ -55,9 +55,8 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
             "steps": init.get("step") or init.get("training", {}).get("steps"),
             "train_command": init.get("train_command") or train_command(init.get("train_config", {}),
                                                                         Path(cfg["init"]).stem)}
-    for key in ("init", "teacher"):  # the starting point and teacher by file name, not this machine's path to them
-        if cfg.get(key):
-            meta["train_config"] = dict(meta["train_config"], **{key: Path(cfg[key]).name})
+    if cfg.get("init"):  # the starting point by file name, not this machine's path to it
+        meta["train_config"] = dict(cfg, init=Path(cfg["init"]).name)
     return save_checkpoint(zoo_dir / f"{style}.safetensors", ckpt.model, meta)
 
 
@@ -81,8 +80,6 @@ def train_command(cfg: dict, name: str) -> str:
             + (f" --shift-weight {loss['shift_weight']}" if loss.get("shift_weight") else "")
             + (f" --grain-weight {loss['grain_weight']}" if loss.get("grain_weight") else "")
             + (f" --edge-weight {loss['edge_weight']}" if loss.get("edge_weight") else "")
-            + (f" --teacher {Path(cfg['teacher']).name} --teacher-weight {loss.get('teacher_weight')}"
-               if cfg.get("teacher") else "")
             + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else "")
             + (" --freeze-batch-stats" if cfg.get("freeze_batch_stats") else ""))
 
