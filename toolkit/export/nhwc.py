@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -194,8 +195,6 @@ def float_norm_quantizer(config):
 
 def _is_tensor_add(node) -> bool:
     """An add of two activations (a residual or skip connection)."""
-    import operator
-
     return (node.op == "call_function" and node.target in (torch.ops.aten.add.Tensor, operator.add)
             and len(node.all_input_nodes) == 2)
 

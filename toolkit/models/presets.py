@@ -102,7 +102,7 @@ def nano_lite_fine() -> ArchConfig:
     from its nano_fine net: 200-300 steps with its own recipe (lr 1e-3; the trunk learns batch statistics), then
     100-300 with `--freeze-batch-stats` (lr 3e-4), which trains the function that ships (the batch norms on their
     running statistics, as the export folds them). Without the second phase the_scream scored 0.103 on the 13 unseen
-    photos (nano_fine: 0.078); with it, 0.080. onnxruntime int8 runs ~1.5-1.6x its fp32 (nano_fine: 1.27-1.42x).
+    photos (nano_fine: 0.078); with it, 0.080. onnxruntime int8 runs 1.48-1.53x its fp32 (nano_fine: 1.27-1.42x).
     """
     return dataclasses.replace(nano_lite(), head_hidden=6, last_kernel=1)
 
