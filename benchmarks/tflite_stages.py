@@ -3,8 +3,8 @@ after each stage of the net, timed side by side under LiteRT (XNNPACK, 1 thread)
 the net's two widths.
 
 The stage cuts are the deploy-form net (what ships) ending after its stem, its down convs + residual trunk, its
-upsampling stage (+ skip) and its head; each cut is converted by toolkit.export.tflite exactly as a shipped file (NHWC
-twin; int8 = PT2E static, norms and stem float). The time a stage adds is the difference between consecutive cuts.
+upsampling stage (+ skip) and its head (the whole net, with the twin's half-resolution PhaseHead); each cut is
+converted by toolkit.export.tflite exactly as a shipped file (NHWC twin; int8 = PT2E static, norms and stem float). The time a stage adds is the difference between consecutive cuts.
 
     python benchmarks/tflite_stages.py [--style starry_night frost] [--size 480x640] [--rounds 5] [--runs 8]
 
@@ -53,18 +53,22 @@ def convert_cuts(style: str, size) -> dict[str, bytes]:
     from toolkit.models.transformer_net import TransformerNet
     from toolkit.zoo import load_style
 
+    from toolkit.export.nhwc import PhaseHead
+
     model = deploy_form(load_style(style).model.eval())[0]
     spec = ExportSpec("tflite", "int8", sizes=(size,))
-    whole, equalise = TransformerNet._forward, tflite.equalise_norm_inputs
+    whole, equalise, fits = TransformerNet._forward, tflite.equalise_norm_inputs, PhaseHead.fits
     tflite.equalise_norm_inputs = lambda net, images: net  # a cut has no norm after some convs; speed is the same
     files = {}
     try:
         for stage in STAGES:
-            TransformerNet._forward = cut_after(stage)
+            last = stage == STAGES[-1]  # the whole net, as it ships (with the twin's PhaseHead)
+            TransformerNet._forward = whole if last else cut_after(stage)
+            PhaseHead.fits = fits if last else staticmethod(lambda net: False)  # a cut ends before the head
             files[f"{stage} | fp32"] = tflite._convert_float_uncached(model, size)
             files[f"{stage} | int8"] = tflite._convert_int8(model, size, spec)
     finally:
-        TransformerNet._forward, tflite.equalise_norm_inputs = whole, equalise
+        TransformerNet._forward, tflite.equalise_norm_inputs, PhaseHead.fits = whole, equalise, fits
     return files
 
 

@@ -47,18 +47,49 @@ def test_twin_computes_the_same_function_as_every_preset(preset):
 
 @pytest.mark.parametrize("padding", ["reflect", "replicate", "zero"])
 def test_twin_keeps_pads_and_the_pixel_shuffle_exact(padding):
-    from toolkit.export.nhwc import DepthToSpace, EdgePad, InstanceNormStats, nhwc_twin
+    from toolkit.export.nhwc import DepthToSpace, EdgePad, InstanceNormStats, NormBeforeBilinear, PhaseHead, nhwc_twin
 
     model = tiny_model(dataclasses.replace(arch_config("nano_fine"), head="shuffle", padding=padding,
                                            head_padding=padding))
     twin = nhwc_twin(model)
     kinds = {type(m) for m in twin.modules()}
-    assert DepthToSpace in kinds and InstanceNormStats in kinds and (EdgePad in kinds) == (padding != "zero")
+    assert {DepthToSpace, InstanceNormStats, NormBeforeBilinear, PhaseHead} <= kinds
+    assert (EdgePad in kinds) == (padding != "zero")
     assert not kinds & {torch.nn.InstanceNorm2d, torch.nn.PixelShuffle, torch.nn.ReflectionPad2d,
                         torch.nn.ReplicationPad2d}
     with torch.no_grad():
-        for x in _images(40, 56):
+        for x in _images(40, 56) + _images(37, 53, n=1) + _images(9, 8, n=1):  # odd sides: the half-res crop rounds up
             assert (twin(x) - model(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("size", [(2, 2), (3, 7), (30, 41)])
+def test_norm_before_bilinear_is_the_norm_of_the_upsampled_map(size):
+    from toolkit.export.nhwc import NormBeforeBilinear
+
+    torch.manual_seed(0)
+    norm = torch.nn.InstanceNorm2d(5, affine=True)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    up = torch.nn.Upsample(scale_factor=2, mode="bilinear")
+    x = torch.randn(2, 5, *size) * 3 + 1
+    with torch.no_grad():
+        assert (up(NormBeforeBilinear(norm)(x)) - norm(up(x))).abs().max().item() <= 1e-5
+
+
+def test_phase_head_runs_only_the_shuffle_at_full_resolution():
+    from toolkit.export.nhwc import PhaseHead, nhwc_twin
+
+    model = shipped_deploy_form()
+    head = nhwc_twin(model).head
+    assert isinstance(head, PhaseHead) and head.margin == 1
+    full_res = []
+    hooks = [m.register_forward_hook(lambda m, _i, out: full_res.append(type(m).__name__) if out.shape[-1] == 56
+                                     else None) for m in head.modules() if m is not head]
+    with torch.no_grad():
+        head(torch.rand(1, head.conv.in_channels, 22, 30))
+    for h in hooks:
+        h.remove()
+    assert full_res == ["DepthToSpace"]
 
 
 def test_edge_pad_is_torch_padding():
@@ -88,13 +119,18 @@ def fp32_tflite(tmp_path_factory):
 def test_tflite_graph_has_no_layout_transposes_and_one_depth_to_space(fp32_tflite):
     from toolkit.export.nhwc import op_counts
 
+    from toolkit.export.nhwc import NormBeforeBilinear, nhwc_twin
+
     model, path = fp32_tflite
     ops = op_counts(path.read_bytes())
     norms = sum(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules())
+    up_norms = sum(isinstance(m, NormBeforeBilinear) for m in nhwc_twin(model).modules())
+    assert up_norms == 1
     assert "TRANSPOSE" not in ops, ops  # none around the norms, none for the pixel shuffle, none at the I/O
     assert ops.get("DEPTH_TO_SPACE") == 1, ops
     assert "MIRROR_PAD" not in ops and "PAD" not in ops, ops
-    assert ops["MEAN"] == 4 * norms and ops["RSQRT"] == norms, ops
+    assert ops["MEAN"] == 4 * norms + 6 * up_norms and ops["RSQRT"] == norms, ops  # + 3 sums of squared differences
+    assert ops["DEPTHWISE_CONV_2D"] == 3 * up_norms, ops
     assert ops["CONV_2D"] == sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()), ops
 
 

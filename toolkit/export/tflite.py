@@ -1,7 +1,8 @@
 """TFLite export with litert-torch: one file per fixed size, NHWC float32 I/O (input `image`, output `stylized`).
 
 Every precision converts the net's NHWC twin (toolkit/export/nhwc.py: instance norm as mean/var over H, W, edge pads
-as slices + concat, PixelShuffle as DEPTH_TO_SPACE), so the graph has no layout transposes and XNNPACK takes all of it.
+as slices + concat, PixelShuffle as DEPTH_TO_SPACE, the up stage's norm at a quarter of the pixels, the head at half
+resolution up to its DEPTH_TO_SPACE), so the graph has no layout transposes and XNNPACK takes all of it.
 fp32: litert-torch straight from torch. fp16: the fp32 flatbuffer with float16 weights (ai-edge-quantizer
 FLOAT_CASTING; compute stays float32 on CPU, GPU delegates run it in fp16). int8: litert-torch PT2E static
 quantisation (per-channel int8 weights, int8 activations) calibrated on real photos. int8_dynamic: dynamic-range

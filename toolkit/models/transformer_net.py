@@ -79,13 +79,17 @@ class TransformerNet(nn.Module):
         return self._forward(F.pad(x, pads, mode="reflect"))[..., top:top + h, left:left + w]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.head(self.features(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head reads: stem -> downs -> residual blocks -> up stages (+ the stem's skip)."""
         stem = self.stem(x)
         x = self.res(self.down(stem))
         for i, stage in enumerate(self.up):
             x = stage(x)
             if i == self.skip_at:
                 x = x + stem
-        return self.activation(self.head(x))
+        return x
 
 
 def count_params(model: nn.Module) -> int:
