@@ -7,8 +7,10 @@ onnxruntime runner, NCHW float in / out) and every TFLite file also by `litert-b
 CompiledModel tool, which also says whether XNNPACK takes the whole graph). Reports medians over rounds and ratios.
 
     python benchmarks/tflite_speed.py [--style starry_night] [--size 480x640] [--rounds 5] [--runs 10]
+    python benchmarks/tflite_speed.py --shipped [--style frost fire ...]   # every style by default
 
-Writes benchmarks/results/tflite_speed.md and .json.
+Writes benchmarks/results/tflite_speed.md and .json. With --shipped: the shipped fp32 and int8 files of each style
+(TFLite and ONNX, nothing re-exported), all interleaved in the same rounds; writes tflite_speed_shipped.md / .json.
 """
 
 from __future__ import annotations
@@ -63,25 +65,27 @@ def fidelity(reference, path: Path, size) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--style", default="starry_night")
+    parser.add_argument("--style", nargs="+", default=None, help="default: starry_night; with --shipped every style")
+    parser.add_argument("--shipped", action="store_true", help="time the shipped files only (see above)")
     parser.add_argument("--size", default="480x640")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--out", default=str(RESULTS / "tflite_speed"))
+    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.shipped:
+        return shipped_report(args)
+    args.style = (args.style or ["starry_night"])[0]
+    args.out = args.out or str(RESULTS / "tflite_speed")
 
     from toolkit.bench.host import host_info, library_versions
-    from toolkit.bench.rows import measure
     from toolkit.checkpoint import load_checkpoint
     from toolkit.export import parse_size
     from toolkit.export.base import ExportSpec
     from toolkit.export.calibration import calibration_paths
-    from toolkit.export.nhwc import fully_accelerated, op_counts
     from toolkit.export.tflite import export as tflite_export
     from toolkit.models.deploy import deploy_form
-    from toolkit.runtime import load_runner
 
     size = parse_size(args.size)
     h, w = size
@@ -108,38 +112,7 @@ def main(argv=None) -> int:
         print(f"missing: {', '.join(missing)}", file=sys.stderr)
         return 2
 
-    runners = {name: load_runner(path, threads=args.threads) for name, path in files.items()}
-    harness: dict[str, list[float]] = {name: [] for name in files}
-    bench_tool: dict[str, list[float]] = {name: [] for name in files if name.startswith("tflite")}
-    accelerated: dict[str, bool] = {}
-    for r in range(args.rounds):
-        for name, runner in runners.items():
-            row = measure(runner, subject=name, target=name.split()[0], precision=name.split()[1],
-                          provider="cpu", threads=args.threads, size=size, warmup=args.warmup, runs=args.runs)
-            harness[name].append(row.p50_ms)
-        for name in bench_tool:
-            res = litert_benchmark(files[name], args.threads, args.runs, args.warmup)
-            if "median_ms" in res:
-                bench_tool[name].append(res["median_ms"])
-                accelerated[name] = res["fully_accelerated"]
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {harness[n][-1]:.1f}" for n in harness), flush=True)
-
-    def med(xs):
-        return round(statistics.median(xs), 2) if xs else None
-
-    rows = []
-    for name, path in files.items():
-        data = path.read_bytes() if path.suffix == ".tflite" else None
-        rows.append({
-            "subject": name, "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name,
-            "harness_p50_ms": med(harness[name]), "harness_rounds_ms": [round(v, 2) for v in harness[name]],
-            "litert_benchmark_median_ms": med(bench_tool.get(name, [])),
-            "litert_benchmark_rounds_ms": [round(v, 2) for v in bench_tool.get(name, [])],
-            "fully_accelerated": accelerated.get(name, fully_accelerated(path) if data else None),
-            "ops": op_counts(data) if data else None,
-            "op_total": sum(op_counts(data).values()) if data else None,
-            **fidelity(deployed, path, size),
-        })
+    rows = timed_rows(files, {name: deployed for name in files}, size, args)
     by = {r["subject"]: r for r in rows}
 
     def ratio(a, b, key="harness_p50_ms"):
@@ -166,6 +139,119 @@ def main(argv=None) -> int:
     print(out.with_suffix(".md").read_text())
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def timed_rows(files: dict, references: dict, size, args) -> list[dict]:
+    """Every file timed in the same interleaved rounds: the bench harness's p50 (LiteRT interpreter / onnxruntime
+    runner) and, for TFLite files, `litert-benchmark`'s median; medians over rounds, op counts and fidelity."""
+    from toolkit.bench.rows import measure
+    from toolkit.export.nhwc import fully_accelerated, op_counts
+    from toolkit.runtime import load_runner
+
+    runners = {name: load_runner(path, threads=args.threads) for name, path in files.items()}
+    harness: dict[str, list[float]] = {name: [] for name in files}
+    bench_tool: dict[str, list[float]] = {name: [] for name in files if files[name].suffix == ".tflite"}
+    accelerated: dict[str, bool] = {}
+    for r in range(args.rounds):
+        for name, runner in runners.items():
+            row = measure(runner, subject=name, target=files[name].suffix[1:], precision="", provider="cpu",
+                          threads=args.threads, size=size, warmup=args.warmup, runs=args.runs)
+            harness[name].append(row.p50_ms)
+        for name in bench_tool:
+            res = litert_benchmark(files[name], args.threads, args.runs, args.warmup)
+            if "median_ms" in res:
+                bench_tool[name].append(res["median_ms"])
+                accelerated[name] = res["fully_accelerated"]
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {harness[n][-1]:.1f}" for n in harness), flush=True)
+
+    def med(xs):
+        return round(statistics.median(xs), 2) if xs else None
+
+    rows = []
+    for name, path in files.items():
+        data = path.read_bytes() if path.suffix == ".tflite" else None
+        rows.append({
+            "subject": name, "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name,
+            "harness_p50_ms": med(harness[name]), "harness_rounds_ms": [round(v, 2) for v in harness[name]],
+            "litert_benchmark_median_ms": med(bench_tool.get(name, [])),
+            "litert_benchmark_rounds_ms": [round(v, 2) for v in bench_tool.get(name, [])],
+            "fully_accelerated": accelerated.get(name, fully_accelerated(path) if data else None),
+            "ops": op_counts(data) if data else None,
+            "op_total": sum(op_counts(data).values()) if data else None,
+            **fidelity(references[name], path, size),
+        })
+    return rows
+
+
+def shipped_report(args) -> int:
+    """--shipped: each style's shipped TFLite and ONNX files, fp32 and int8, side by side in the same rounds."""
+    from toolkit.bench.host import host_info, library_versions
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.export import parse_size
+    from toolkit.zoo import shipped_styles
+
+    size = parse_size(args.size)
+    h, w = size
+    styles = args.style or shipped_styles()
+    files, references = {}, {}
+    for style in styles:
+        trained = load_checkpoint(ROOT / "toolkit" / "zoo" / f"{style}.safetensors").model.eval()
+        folder = ROOT / "exported" / style
+        for name, path in ((f"{style} tflite fp32", folder / f"{style}.{h}x{w}.tflite"),
+                           (f"{style} tflite int8", folder / f"{style}.int8.{h}x{w}.tflite"),
+                           (f"{style} onnxruntime fp32", folder / f"{style}.onnx"),
+                           (f"{style} onnxruntime int8", folder / f"{style}.int8.onnx")):
+            if not path.exists():
+                print(f"missing: {path}", file=sys.stderr)
+                return 2
+            files[name], references[name] = path, trained
+    rows = timed_rows(files, references, size, args)
+    by = {r["subject"]: r for r in rows}
+
+    def ratio(a, b, key="harness_p50_ms"):
+        x, y = by[a][key], by[b][key]
+        return round(x / y, 2) if x and y else None
+
+    per_style = [{"style": s,
+                  "tflite int8 speed-up (harness)": ratio(f"{s} tflite fp32", f"{s} tflite int8"),
+                  "tflite int8 speed-up (litert-benchmark)": ratio(f"{s} tflite fp32", f"{s} tflite int8",
+                                                                   "litert_benchmark_median_ms"),
+                  "tflite fp32 / onnxruntime fp32": ratio(f"{s} tflite fp32", f"{s} onnxruntime fp32"),
+                  "onnxruntime int8 speed-up": ratio(f"{s} onnxruntime fp32", f"{s} onnxruntime int8")}
+                 for s in styles]
+    report = {"styles": styles, "size": f"{h}x{w}", "threads": args.threads, "rounds": args.rounds,
+              "runs_per_round": args.runs, "warmup": args.warmup, "host": host_info().to_dict(),
+              "libraries": library_versions(), "rows": rows, "per_style": per_style}
+    out = Path(args.out or RESULTS / "tflite_speed_shipped")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out.with_suffix(".md").write_text(shipped_markdown(report))
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+def shipped_markdown(report: dict) -> str:
+    keys = [k for k in report["per_style"][0] if k != "style"]
+    lines = [f"# Shipped TFLite and ONNX files at {report['size']}, {report['threads']} thread(s)", "",
+             "Produced by `python benchmarks/tflite_speed.py --shipped`: every style's shipped fp32 and int8 files, "
+             f"{report['rounds']} interleaved rounds of {report['runs_per_round']} runs (after {report['warmup']} "
+             "warm-up), all in one run; medians over rounds. Harness = the toolkit bench harness (LiteRT interpreter "
+             "with XNNPACK / onnxruntime CPU); litert-benchmark = ai-edge-litert's CompiledModel tool. Fidelity: worst "
+             "of 8 photos against the trained net. Goals (issue 19): TFLite int8 >= 1.3x its fp32, TFLite fp32 "
+             "within 1.3x of onnxruntime fp32, onnxruntime int8 >= 1.5x its fp32.", "",
+             "| style | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for r in report["per_style"]:
+        lines.append(f"| {r['style']} | " + " | ".join(f"{r[k]}" for k in keys) + " |")
+    lines += ["", "| subject | harness p50 ms | litert-benchmark median ms | fully accelerated | ops | min PSNR dB |",
+              "|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        fa = "" if r["fully_accelerated"] is None else str(r["fully_accelerated"])
+        lines.append(f"| {r['subject']} | {r['harness_p50_ms']} | {r['litert_benchmark_median_ms'] or ''} | {fa} | "
+                     f"{r['op_total'] or ''} | {r['min_psnr_db']} |")
+    host = report["host"]
+    lines += ["", f"Host: {host.get('cpu_model', '')} ({host.get('cores', '')} cores); absolute times move between "
+              "runs on this shared host; the ratios come from interleaved rounds.", ""]
+    return "\n".join(lines)
 
 
 def markdown(report: dict) -> str:

@@ -16,8 +16,8 @@ its channels in TFLite's DEPTH_TO_SPACE order, which `fuse_depth_to_space` turns
 Two more exact rewrites move work off the full and half resolutions, where int8 gains nothing on 3-12 channels (the
 head took a third of the net's time, in fp32 and int8 alike): the up stage's norm after bilinear x2 runs before it, on
 a quarter of the pixels (`NormBeforeBilinear`), and the half-resolution head ends with DEPTH_TO_SPACE, reading the
-features already cropped to the output (`PhaseHead`). frost at 480x640 under LiteRT, 1 thread: fp32 28.1 -> 26.0 ms,
-int8 25.2 -> 19.6 ms (benchmarks/results/tflite_stages.md).
+features already cropped to the output (`PhaseHead`). At 480x640 under LiteRT, 1 thread, int8 went from ~1.1x to
+1.30-1.40x its fp32 on the seven shipped styles (benchmarks/results/tflite_speed_shipped.md, tflite_stages.md).
 """
 
 from __future__ import annotations
@@ -170,6 +170,8 @@ class PhaseHead(nn.Module):
     - ReLU and the activation are elementwise, so they commute with the shuffle; the 1x1 conv from C hidden channels
       to RGB becomes a 1x1 conv from 4 x C to 4 x 3 channels at half resolution that maps each phase on its own.
       At full resolution a 6 -> 3 channel conv, a sigmoid and the shuffle's 6 channels cost a third of the net.
+      (toolkit/export/onnx_graph.phase_head does the same to the ONNX graph; litert-torch converts from torch, so
+      here it is a module.)
     - The kxk conv reads the features cropped to the output's half-resolution footprint plus its k // 2 margin and
       pads nothing: the margin's rows lie inside the context ring, so it computes what the padded conv computed there,
       and no full-resolution crop is left to do (`AlignedInput`).
