@@ -58,7 +58,7 @@ class InstanceNormStats(nn.Module):
 class NormBeforeBilinear(nn.Module):
     """InstanceNorm2d(bilinear x2 (x)) computed on x, before the upsampling: the norm's per-channel affine map
     commutes with bilinear interpolation (its weights sum to 1), and the x2 map's statistics follow from x's, so the
-    up stage's norm runs at a quarter of the pixels (and int8 keeps the upsampling and what follows quantised).
+    up stage's norm runs at a quarter of the pixels. Its weights and epsilon are `stats`' (never called itself).
 
     Exact for scale 2 without corner alignment (clamped at the edge): every row and column of x weighs 2 in the x2 map,
     so its mean is x's mean; the sum of squares of the x2 map of a centred map c is, per axis, 2 sum(c^2) - 3/8
@@ -252,7 +252,7 @@ def _rewrite(module: nn.Module) -> None:
     children = list(module.named_children())
     for k, (name, child) in enumerate(children):
         after = children[k + 1][1] if k + 1 < len(children) else None
-        if (_is_bilinear_x2(child) and isinstance(after, nn.InstanceNorm2d) and not after.track_running_stats):
+        if _is_bilinear_x2(child) and isinstance(after, nn.InstanceNorm2d) and not after.track_running_stats:
             setattr(module, name, NormBeforeBilinear(after))
             setattr(module, children[k + 1][0], child)
             children[k + 1] = (children[k + 1][0], child)
@@ -357,7 +357,7 @@ def _annotated(node) -> bool:
 
 def _annotate_passthrough(node, config) -> None:
     """The first input int8 as the config says, the other inputs and the output sharing its parameters: a pad's
-    slices and concat, a crop, a resize or a ReLU then keep their input's scale (no QUANTIZE between them)."""
+    slices and concat, a crop or a ReLU then keep their input's scale (no QUANTIZE between them)."""
     from litert_torch.quantize.pt2e_quantizer_utils import get_input_act_qspec
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
