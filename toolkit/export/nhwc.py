@@ -17,7 +17,7 @@ Two more exact rewrites move work off the full and half resolutions, where int8 
 head took a third of the net's time, in fp32 and int8 alike): the up stage's norm after bilinear x2 runs before it, on
 a quarter of the pixels (`NormBeforeBilinear`), and the half-resolution head ends with DEPTH_TO_SPACE, reading the
 features already cropped to the output (`PhaseHead`). At 480x640 under LiteRT, 1 thread, int8 went from ~1.1x to
-1.30-1.40x its fp32 on the seven shipped styles (benchmarks/results/tflite_speed_shipped.md, tflite_stages.md).
+1.32-1.45x its fp32 on the seven shipped styles (benchmarks/results/tflite_speed_shipped.md, tflite_stages.md).
 """
 
 from __future__ import annotations
