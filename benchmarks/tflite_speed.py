@@ -113,11 +113,7 @@ def main(argv=None) -> int:
         return 2
 
     rows = timed_rows(files, {name: deployed for name in files}, size, args)
-    by = {r["subject"]: r for r in rows}
-
-    def ratio(a, b, key="harness_p50_ms"):
-        x, y = by[a][key], by[b][key]
-        return round(x / y, 2) if x and y else None
+    ratio = ratios_of(rows)
 
     ratios = {
         "tflite fp32 after / onnxruntime fp32 (harness)": ratio("tflite fp32 after", "onnxruntime fp32"),
@@ -139,6 +135,17 @@ def main(argv=None) -> int:
     print(out.with_suffix(".md").read_text())
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def ratios_of(rows: list[dict]):
+    """ratio(a, b[, key]): subject a's time over subject b's (harness p50 by default), 2 decimals, or None."""
+    by = {r["subject"]: r for r in rows}
+
+    def ratio(a, b, key="harness_p50_ms"):
+        x, y = by[a][key], by[b][key]
+        return round(x / y, 2) if x and y else None
+
+    return ratio
 
 
 def timed_rows(files: dict, references: dict, size, args) -> list[dict]:
@@ -206,11 +213,7 @@ def shipped_report(args) -> int:
                 return 2
             files[name], references[name] = path, trained
     rows = timed_rows(files, references, size, args)
-    by = {r["subject"]: r for r in rows}
-
-    def ratio(a, b, key="harness_p50_ms"):
-        x, y = by[a][key], by[b][key]
-        return round(x / y, 2) if x and y else None
+    ratio = ratios_of(rows)
 
     per_style = [{"style": s,
                   "tflite int8 speed-up (harness)": ratio(f"{s} tflite fp32", f"{s} tflite int8"),
