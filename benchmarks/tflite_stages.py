@@ -4,7 +4,8 @@ the net's two widths.
 
 The stage cuts are the deploy-form net (what ships) ending after its stem, its down convs + residual trunk, its
 upsampling stage (+ skip) and its head (the whole net, with the twin's half-resolution PhaseHead); each cut is
-converted by toolkit.export.tflite exactly as a shipped file (NHWC twin; int8 = PT2E static, norms and stem float). The time a stage adds is the difference between consecutive cuts.
+converted by toolkit.export.tflite exactly as a shipped file (NHWC twin; int8 = PT2E static, norms and stem float).
+The time a stage adds is the difference between consecutive cuts.
 
     python benchmarks/tflite_stages.py [--style starry_night frost] [--size 480x640] [--rounds 5] [--runs 8]
 
@@ -49,11 +50,10 @@ def cut_after(stage: str):
 def convert_cuts(style: str, size) -> dict[str, bytes]:
     from toolkit.export import tflite
     from toolkit.export.base import ExportSpec
+    from toolkit.export.nhwc import PhaseHead
     from toolkit.models.deploy import deploy_form
     from toolkit.models.transformer_net import TransformerNet
     from toolkit.zoo import load_style
-
-    from toolkit.export.nhwc import PhaseHead
 
     model = deploy_form(load_style(style).model.eval())[0]
     spec = ExportSpec("tflite", "int8", sizes=(size,))

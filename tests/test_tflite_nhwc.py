@@ -117,9 +117,7 @@ def fp32_tflite(tmp_path_factory):
 
 @needs_litert
 def test_tflite_graph_has_no_layout_transposes_and_one_depth_to_space(fp32_tflite):
-    from toolkit.export.nhwc import op_counts
-
-    from toolkit.export.nhwc import NormBeforeBilinear, nhwc_twin
+    from toolkit.export.nhwc import NormBeforeBilinear, nhwc_twin, op_counts
 
     model, path = fp32_tflite
     ops = op_counts(path.read_bytes())

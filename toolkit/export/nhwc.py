@@ -180,7 +180,7 @@ class PhaseHead(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         head = net.head
-        first = [m for m in head[0].modules() if isinstance(m, nn.Conv2d)][0]
+        first = _first_conv(head)
         self.margin = first.kernel_size[0] // 2
         self.conv = nn.Conv2d(first.in_channels, first.out_channels, first.kernel_size, bias=first.bias is not None)
         self.conv.load_state_dict(first.state_dict())
@@ -206,7 +206,7 @@ class PhaseHead(nn.Module):
             return False
         if len(head) == 4 and not (isinstance(head[3][-1], nn.Conv2d) and head[3][-1].kernel_size == (1, 1)):
             return False
-        k = [m for m in head[0].modules() if isinstance(m, nn.Conv2d)][0].kernel_size[0]
+        k = _first_conv(head).kernel_size[0]
         return k % 2 == 1 and cfg.context_pad % 2 == 0 and cfg.context_pad // 2 >= k // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,6 +214,11 @@ class PhaseHead(nn.Module):
         if self.hidden:
             y = self.rgb(torch.relu(y))
         return self.shuffle(self.activation(y))
+
+
+def _first_conv(head: nn.Sequential) -> nn.Conv2d:
+    """The conv of a head's first layer (a ConvLayer: an optional pad, then the conv)."""
+    return next(m for m in head[0].modules() if isinstance(m, nn.Conv2d))
 
 
 class AlignedInput(nn.Module):
