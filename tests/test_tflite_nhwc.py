@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import natural_image, tiny_model
+from toolkit.errors import UserError
 from toolkit.models import ARCHS, TransformerNet, arch_config
 
 needs_litert = pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
@@ -100,6 +101,9 @@ def test_edge_pad_is_torch_padding():
         for padding in ((1, 1, 1, 1), (4, 4, 4, 4), (0, 3, 0, 2), (4, 7, 4, 7)):  # the last: context ring + stride
             want = torch.nn.functional.pad(x, padding, mode=mode)
             assert torch.equal(EdgePad(padding, mode)(x), want)
+            # a second padding after the first (the stem conv's own after the context ring) in the same gather
+            then = torch.nn.functional.pad(want, (1, 2, 1, 0), mode=mode)
+            assert torch.equal(EdgePad(padding, mode, then=(1, 2, 1, 0))(x), then)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +154,27 @@ def test_litert_runs_the_whole_tflite_graph_on_xnnpack(fp32_tflite):
     if accelerated is None:
         pytest.skip("this ai-edge-litert has no CompiledModel API (what litert-benchmark reports with)")
     assert accelerated
+
+
+@needs_litert
+def test_the_bench_times_litert_on_an_nhwc_frame_as_an_app_feeds_it(fp32_tflite, monkeypatch):
+    from toolkit.bench.rows import measure
+    from toolkit.runtime import load_runner
+
+    _, path = fp32_tflite
+    runner = load_runner(path)
+    x = np.random.default_rng(0).random((1, 3, 64, 96), dtype=np.float32)
+    nhwc = runner.native(x)()
+    assert nhwc.shape == (1, 64, 96, 3)
+    np.testing.assert_array_equal(nhwc.transpose(0, 3, 1, 2), runner(x))
+    frames = []
+    native = runner.native
+    monkeypatch.setattr(runner, "native", lambda frame: frames.append(frame.shape) or native(frame))
+    row = measure(runner, subject="t", target="tflite", precision="fp32", provider="cpu", threads=1, size=(64, 96),
+                  warmup=0, runs=2)
+    assert row.status == "ok" and frames == [(1, 3, 64, 96)] * 2  # the output check's call, then the timed loop
+    with pytest.raises(UserError, match="64x96 only"):
+        runner.native(x[..., :48])
 
 
 @needs_litert

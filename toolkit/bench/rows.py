@@ -95,7 +95,10 @@ def measure(runner, *, subject: str, target: str, precision: str, provider: str,
         if tuple(np.shape(out)) != x.shape:
             return LatencyRow(status="error", reason=f"output shape {tuple(np.shape(out))} != input {x.shape}",
                               **common)
-        timing = time_call(lambda: runner(x), warmup, runs)
+        # a runner whose file takes another layout than NCHW (LiteRT: NHWC) is timed on a frame in that layout, as an
+        # app feeds it (`native`): the harness's own layout conversion is not the runtime's time
+        native = getattr(runner, "native", None)
+        timing = time_call(native(x) if native else lambda: runner(x), warmup, runs)
     except UserError:
         raise
     except Exception as exc:  # a runtime that crashes mid-run is a row, not a crash of the whole bench

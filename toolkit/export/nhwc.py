@@ -105,30 +105,35 @@ def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
 
 class EdgePad(nn.Module):
     """Reflect or replicate padding as one-pixel slices concatenated around the tensor (SLICE + CONCATENATION,
-    which XNNPACK runs, where MIRROR_PAD falls back to the interpreter)."""
+    which XNNPACK runs, where MIRROR_PAD falls back to the interpreter).
 
-    def __init__(self, padding: tuple[int, int, int, int], mode: str):
+    `then`, a second padding applied after the first (the stem conv's own, after the context ring), joins it in the
+    same concatenation: padded twice, every outer row is still a row of the input, so it is one gather per axis."""
+
+    def __init__(self, padding: tuple[int, int, int, int], mode: str, then: tuple[int, int, int, int] = (0, 0, 0, 0)):
         super().__init__()
         if mode not in ("reflect", "replicate"):
             raise ValueError(f"EdgePad mode must be reflect or replicate, got {mode!r}")
-        self.padding = tuple(int(p) for p in padding)  # left, right, top, bottom (as nn.ReflectionPad2d)
+        # left, right, top, bottom (as nn.ReflectionPad2d), for each padding in turn
+        self.paddings = tuple(tuple(int(p) for p in pads) for pads in (padding, then))
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        left, right, top, bottom = self.padding
-        return _pad_dim(_pad_dim(x, 2, top, bottom, self.mode), 3, left, right, self.mode)
-
-
-def _pad_dim(x: torch.Tensor, dim: int, before: int, after: int, mode: str) -> torch.Tensor:
-    if not (before or after):
+        for dim, axis in ((2, slice(2, 4)), (3, slice(0, 2))):
+            rows, before = np.arange(x.shape[dim]), 0
+            for pads in self.paddings:
+                rows = np.pad(rows, pads[axis], mode="reflect" if self.mode == "reflect" else "edge")
+                before += pads[axis][0]
+            x = _gather_edges(x, dim, rows[:before], rows[before + x.shape[dim]:])
         return x
-    n = x.shape[dim]
-    if mode == "reflect":  # pixel i outside the edge mirrors pixel i inside it (the edge itself is not repeated)
-        head = [x.narrow(dim, i, 1) for i in range(before, 0, -1)]
-        tail = [x.narrow(dim, n - 1 - i, 1) for i in range(1, after + 1)]
-    else:
-        head = [x.narrow(dim, 0, 1)] * before
-        tail = [x.narrow(dim, n - 1, 1)] * after
+
+
+def _gather_edges(x: torch.Tensor, dim: int, head: np.ndarray, tail: np.ndarray) -> torch.Tensor:
+    """x with its rows `head` before it and `tail` after it along `dim` (indices into x)."""
+    head = [x.narrow(dim, int(i), 1) for i in head]
+    tail = [x.narrow(dim, int(i), 1) for i in tail]
+    if not head and not tail:
+        return x
     if len(head) + len(tail) < CONCAT_INPUTS:
         return torch.cat(head + [x] + tail, dim=dim)
     return torch.cat([*_blocks(head, dim), x, *_blocks(tail, dim)], dim=dim)
@@ -230,19 +235,32 @@ class AlignedInput(nn.Module):
         super().__init__()
         self.net = net
         self.head = PhaseHead(net) if PhaseHead.fits(net) else None
+        self.stem_pad = _take_stem_pad(net)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         left, right, top, bottom = pads = self.net.input_pads(h, w)
-        if not any(pads):
+        if not any(pads + self.stem_pad):
             return self.net._forward(x)
-        x = EdgePad(pads, "reflect")(x)
+        x = EdgePad(pads, "reflect", then=self.stem_pad)(x)
         if self.head is None:
             return self.net._forward(x)[..., top:top + h, left:left + w]
         m = self.head.margin
         y = self.net.features(x)[..., top // 2 - m:(top + h + 1) // 2 + m, left // 2 - m:(left + w + 1) // 2 + m]
         y = self.head(y)
         return y if y.shape[-2:] == (h, w) else y[..., :h, :w]
+
+
+def _take_stem_pad(net: nn.Module) -> tuple[int, int, int, int]:
+    """The stem conv's reflect pad, taken out of the net (left, right, top, bottom) for `AlignedInput` to apply in the
+    same slices and concatenation as the context ring: two full-resolution copies of the image become one (~0.7 ms of
+    ~26 at 480x640 in fp32 and int8 alike). Zeros when the stem pads otherwise or not at all."""
+    layer = net.stem[0] if isinstance(net.stem, nn.Sequential) else None
+    pad = layer[0] if isinstance(layer, nn.Sequential) and len(layer) else None
+    if not isinstance(pad, nn.ReflectionPad2d):
+        return (0, 0, 0, 0)
+    layer[0] = nn.Identity()
+    return tuple(int(p) for p in pad.padding)
 
 
 def nhwc_twin(net: nn.Module) -> nn.Module:

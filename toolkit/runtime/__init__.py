@@ -20,7 +20,9 @@ from toolkit.formats import Size, target_for_path
 
 class Runner(Protocol):
     """Takes and returns NCHW float32 RGB in [0, 1] whatever the artifact's own layout (NHWC for TFLite, an image
-    input for CoreML): it converts at its edges so parity and bench compare like with like."""
+    input for CoreML): it converts at its edges so parity and bench compare like with like. A runner whose file takes
+    another layout may also offer `native(x) -> call`, the runtime's own frame loop on x converted once to that
+    layout, which the bench times instead (toolkit.bench.rows.measure)."""
 
     name: str                      # runtime name, e.g. "onnxruntime", "litert", "coreml-reference"
     sizes: Tuple[Size, ...]        # fixed sizes it accepts; () = any multiple of the net's stride
