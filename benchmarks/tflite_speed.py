@@ -1,10 +1,11 @@
-"""TFLite speed before / after the NHWC twin (issue 19 section 3), side by side with onnxruntime on the same net.
+"""TFLite speed before / after an exporter change (issue 19 section 3), side by side with onnxruntime on the same net.
 
-Before: the shipped TFLite files of a style (written by the exporter before the twin; read, never rewritten). After:
+Before: the shipped TFLite files of a style (as the exporter last wrote them; read, never rewritten). After:
 the same style exported now, fp32 and int8, into a temporary folder. onnxruntime: the shipped ONNX files of the
-style. Every file is timed in rounds, interleaved, by the toolkit bench harness (the LiteRT interpreter runner and the
-onnxruntime runner, NCHW float in / out) and every TFLite file also by `litert-benchmark` (ai-edge-litert's
-CompiledModel tool, which also says whether XNNPACK takes the whole graph). Reports medians over rounds and ratios.
+style. Every file is timed in rounds, interleaved, by the toolkit bench harness (the LiteRT interpreter runner on an
+NHWC frame, the onnxruntime runner on an NCHW one: each file's own layout, as an app feeds it) and every TFLite file
+also by `litert-benchmark` (ai-edge-litert's CompiledModel tool, which also says whether XNNPACK takes the whole
+graph). Reports medians over rounds and ratios.
 
     python benchmarks/tflite_speed.py [--style starry_night] [--size 480x640] [--rounds 5] [--runs 10]
     python benchmarks/tflite_speed.py --shipped [--style frost fire ...]   # every style by default
@@ -239,7 +240,8 @@ def shipped_markdown(report: dict) -> str:
              "Produced by `python benchmarks/tflite_speed.py --shipped`: every style's shipped fp32 and int8 files, "
              f"{report['rounds']} interleaved rounds of {report['runs_per_round']} runs (after {report['warmup']} "
              "warm-up), all in one run; medians over rounds. Harness = the toolkit bench harness (LiteRT interpreter "
-             "with XNNPACK / onnxruntime CPU); litert-benchmark = ai-edge-litert's CompiledModel tool. Fidelity: worst "
+             "with XNNPACK on an NHWC frame / onnxruntime CPU on an NCHW one); litert-benchmark = ai-edge-litert's "
+             "CompiledModel tool. Fidelity: worst "
              "of 8 photos against the trained net. Goals (issue 19): TFLite int8 >= 1.3x its fp32, TFLite fp32 "
              "within 1.3x of onnxruntime fp32, onnxruntime int8 >= 1.5x its fp32.", "",
              "| style | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
@@ -259,8 +261,8 @@ def shipped_markdown(report: dict) -> str:
 
 def markdown(report: dict) -> str:
     lines = [f"# TFLite speed: {report['style']} at {report['size']}, {report['threads']} thread(s)", "",
-             "Produced by `python benchmarks/tflite_speed.py`. \"before\" = the shipped files (exporter before the "
-             "NHWC twin), \"after\" = exported now; onnxruntime = the shipped ONNX files of the same style. "
+             "Produced by `python benchmarks/tflite_speed.py`. \"before\" = the shipped files (as the exporter "
+             "last wrote them), \"after\" = exported now; onnxruntime = the shipped ONNX files of the same style. "
              f"{report['rounds']} interleaved rounds of {report['runs_per_round']} runs (after "
              f"{report['warmup']} warm-up); medians over rounds. Fidelity vs the torch deploy form on 8 photos.", "",
              "| subject | harness p50 ms | litert-benchmark median ms | fully accelerated | ops | max_abs | min PSNR dB |",

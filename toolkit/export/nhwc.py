@@ -253,8 +253,9 @@ class AlignedInput(nn.Module):
 
 def _take_stem_pad(net: nn.Module) -> tuple[int, int, int, int]:
     """The stem conv's reflect pad, taken out of the net (left, right, top, bottom) for `AlignedInput` to apply in the
-    same slices and concatenation as the context ring: two full-resolution copies of the image become one (~0.7 ms of
-    ~26 at 480x640 in fp32 and int8 alike). Zeros when the stem pads otherwise or not at all."""
+    same slices and concatenation as the context ring: two full-resolution copies of the image become one (frost
+    480x640, side by side: fp32 1.05x faster, benchmarks/results/tflite_speed.md). Zeros when the stem pads otherwise
+    or not at all."""
     layer = net.stem[0] if isinstance(net.stem, nn.Sequential) else None
     pad = layer[0] if isinstance(layer, nn.Sequential) and len(layer) else None
     if not isinstance(pad, nn.ReflectionPad2d):

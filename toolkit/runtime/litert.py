@@ -49,9 +49,9 @@ class LiteRTRunner:
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
     def native(self, x: np.ndarray):
-        """The frame loop an app runs, for x in the file's own layout (NHWC, quantised for int8 input): a call that
-        copies the frame into the interpreter's input buffer, invokes it and copies the NHWC output out. The bench
-        times this, so LiteRT is not charged for the NCHW <-> NHWC transposes only the NCHW harness needs."""
+        """The frame loop an app runs: x converted once to the file's own layout (NHWC, quantised for int8 input),
+        and a call that copies it into the interpreter's input buffer, invokes it and copies the NHWC output out. The
+        bench times this call, so LiteRT is not charged for the NCHW <-> NHWC transposes only the NCHW harness needs."""
         h, w = x.shape[2:]
         if (h, w) != self.sizes[0]:
             raise UserError(f"this TFLite artifact takes {self.sizes[0][0]}x{self.sizes[0][1]} only, got {h}x{w}; "
