@@ -128,10 +128,10 @@ class EdgePad(nn.Module):
         return x
 
 
-def _gather_edges(x: torch.Tensor, dim: int, head: np.ndarray, tail: np.ndarray) -> torch.Tensor:
-    """x with its rows `head` before it and `tail` after it along `dim` (indices into x)."""
-    head = [x.narrow(dim, int(i), 1) for i in head]
-    tail = [x.narrow(dim, int(i), 1) for i in tail]
+def _gather_edges(x: torch.Tensor, dim: int, rows_before: np.ndarray, rows_after: np.ndarray) -> torch.Tensor:
+    """x with its rows `rows_before` before it and `rows_after` after it along `dim` (indices into x)."""
+    head = [x.narrow(dim, int(i), 1) for i in rows_before]
+    tail = [x.narrow(dim, int(i), 1) for i in rows_after]
     if not head and not tail:
         return x
     if len(head) + len(tail) < CONCAT_INPUTS:
