@@ -157,6 +157,12 @@ def test_ci_subset_is_one_fp32_and_one_int8_file_per_target_at_one_size():
     assert [c.style for c in select_cases(_manifest(), (480, 640), styles=["fire"])] == ["fire"]
 
 
+def test_a_pattern_picks_only_the_files_whose_manifest_key_matches_it():
+    picked = select_cases(_manifest(), (480, 640), match="*.int8.*")
+    assert [c.artifact for c in picked] == ["frost/frost.int8.480x640.tflite", "frost/frost.int8.onnx"]
+    assert select_cases(_manifest(), (480, 640), match="*.int8.onnx", styles=["fire"]) == []
+
+
 def test_photos_come_from_the_package_and_spread_over_it():
     photos = pick_photos(3)
     assert len({p.name for p in photos}) == 3 and all(p.parent.name == "calibration" for p in photos)

@@ -373,6 +373,45 @@ def test_onnx_int8_pads_and_shapes_read_8_bit_tensors(tmp_path):
 
 
 @pytest.mark.slow
+def test_onnx_int8_widens_narrow_convs_to_onnxruntimes_8bit_kernel_with_the_same_output(tmp_path, monkeypatch):
+    """A quantized conv with under 16 output channels misses onnxruntime's x86 8-bit conv kernel: the export pads it
+    with zero filters to 16 and slices the real channels back off its 8-bit output. onnxruntime still fuses every
+    quantized conv (only the float stem stays a float Conv) and the file computes what the narrow one does, exactly."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+    import onnxruntime as ort
+
+    from toolkit.export import onnx_graph
+
+    net, photos = tiny_model(mini("nano_fine")), _photos(tmp_path)
+    _, wide = _export(net, "onnx", "int8", tmp_path / "wide", calibration=photos)
+    monkeypatch.setattr(onnx_graph, "CONV_SYM_MIN_OUT", 1)
+    monkeypatch.setattr(onnx_graph, "CONV_SYM_OUT_ALIGN", 1)
+    _, narrow = _export(net, "onnx", "int8", tmp_path / "narrow", calibration=photos)
+
+    graph = onnx.load(str(wide)).graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    quantized = [n for n in graph.node if n.op_type == "Conv" and producers.get(n.input[1]) is not None]
+    assert len(quantized) >= 5
+    widths = [inits[producers[c.input[1]].input[0]].dims[0] for c in quantized]
+    assert all(w >= 16 and w % 8 == 0 for w in widths), widths
+    assert sum(n.op_type == "Slice" for n in graph.node) > sum(
+        n.op_type == "Slice" for n in onnx.load(str(narrow)).graph.node)
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(wide), so, providers=["CPUExecutionProvider"])
+    fused = onnx.load(so.optimized_model_filepath).graph.node
+    assert [n.op_type for n in fused].count("Conv") == 1  # the float stem; every quantized conv is a QLinearConv
+
+    x = natural_image(37, 53, seed=3)[None].transpose(0, 3, 1, 2).astype(np.float32)
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (wide, narrow))
+    np.testing.assert_array_equal(a.run(None, {"image": x})[0], b.run(None, {"image": x})[0])
+
+
+@pytest.mark.slow
 def test_onnx_int8_keeps_convs_float_in_order_while_under_its_target_and_records_them(tmp_path, monkeypatch):
     """A net whose int8 misses INT8_TARGET_DB against its float graph keeps its first convs after the stem float (at
     most INT8_MAX_FLOAT_CONVS) and says which in the file; one that clears it is quantised as before."""

@@ -14,6 +14,7 @@ file's sha256 still matches the entry.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import math
 import sys
@@ -48,12 +49,15 @@ class Case:
     sha256: str = ""
 
 
-def select_cases(manifest: dict, size: tuple, subset: bool = False, styles: Sequence[str] = ()) -> list[Case]:
-    """Every ONNX / TFLite entry (dynamic files at `size`, fixed ones at their own); with `subset`, one fp32 and one
-    int8 file per target, of the first style, at `size`."""
+def select_cases(manifest: dict, size: tuple, subset: bool = False, styles: Sequence[str] = (),
+                 match: str = "") -> list[Case]:
+    """Every ONNX / TFLite entry (dynamic files at `size`, fixed ones at their own), of `styles` and whose manifest
+    key matches the shell pattern `match` where given; with `subset`, one fp32 and one int8 file per target, of the
+    first style, at `size`."""
     cases = []
     for key, entry in sorted(manifest["artifacts"].items()):
-        if entry.get("target") not in SITES or (styles and entry.get("style") not in styles):
+        if (entry.get("target") not in SITES or (styles and entry.get("style") not in styles)
+                or (match and not fnmatch.fnmatchcase(key, match))):
             continue
         fixed = entry.get("sizes")
         run_size = tuple(fixed[0]) if isinstance(fixed, list) and fixed else tuple(size)
@@ -531,6 +535,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                       help="every ONNX / TFLite file, 3 photos, every emulated CPU; report to benchmarks/results")
     p.add_argument("--exported", default="exported", help="export folder with manifest.json (default: exported)")
     p.add_argument("--styles", nargs="+", default=[], metavar="NAME", help="only these styles")
+    p.add_argument("--match", default="", metavar="PATTERN",
+                   help="only files whose manifest key matches this shell pattern, e.g. '*.int8.onnx'")
     p.add_argument("--size", default="480x640", help="HEIGHTxWIDTH for dynamic-size files (default: 480x640)")
     p.add_argument("--photos", type=int, help="photos per file (default: 1 with --ci, else 3)")
     p.add_argument("--cpus", help=f"comma list of emulated CPUs from {', '.join(ARM_CPUS)} "
@@ -595,10 +601,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.cpus = list(dict.fromkeys(r.cpu for r in results))
             elapsed = report["elapsed_s"] + time.monotonic() - t0
         else:
-            cases = select_cases(read_manifest(exported), args.size, subset=args.ci, styles=args.styles)
+            cases = select_cases(read_manifest(exported), args.size, subset=args.ci, styles=args.styles,
+                                 match=args.match)
             if not cases:
                 raise UserError(f"no ONNX / TFLite file in {exported}/manifest.json matches (size {args.size}, "
-                                f"styles {args.styles or 'all'})")
+                                f"styles {args.styles or 'all'}, pattern {args.match or 'none'})")
             photos = pick_photos(args.photos)
             results = run_parity(env, exported, cases, photos, args.cpus, Path(args.workdir))
             elapsed = time.monotonic() - t0

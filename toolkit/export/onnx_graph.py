@@ -7,7 +7,10 @@
 - `int8_cleanup` (after static QDQ quantisation): onnxruntime's QDQ fusions leave some 8-bit tensors dequantised
   for nothing. A reflect/edge Pad only copies values, so DQ -> Pad -> Q with one scale is the Pad on the 8-bit tensor
   (onnxruntime then feeds it straight to QLinearConv); Shape reads the 8-bit tensor as well as its dequantised copy;
-  and a Q -> DQ round trip from a float Resize into a float InstanceNormalization only adds rounding.
+  and a Q -> DQ round trip from a float Resize into a float InstanceNormalization only adds rounding. A quantized
+  conv with fewer than 16 output channels misses onnxruntime's x86 8-bit conv kernel (MlasConvSym takes >= 16 output
+  channels in multiples of 8; narrower ones fall back to im2col + GEMM, 1.5-6x slower per conv here): zero filters
+  widen it to 16 and a Slice of the 8-bit output keeps the real channels -- the same values, bit for bit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import onnx
 from onnx import numpy_helper
 
 _ELEMENTWISE = ("Relu", "Sigmoid", "Tanh", "Clip")  # per-value ops that commute with a permutation of the values
+# onnxruntime's symmetric 8-bit conv kernels on x86 (MlasConvSymPackWSize): >= 16 output channels, a multiple of 8
+# (AVX2 / AVX-VNNI; 4 on AVX-512). On ARM64 they serve only 3x3+ convs with >= 64 input channels, so the width
+# does not matter there.
+CONV_SYM_MIN_OUT, CONV_SYM_OUT_ALIGN = 16, 8
 
 
 def phase_head(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -41,9 +48,11 @@ def phase_head(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def int8_cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Pads on 8-bit tensors, Shape before DequantizeLinear, no Q/DQ between a float Resize and a float norm."""
+    """Pads on 8-bit tensors, Shape before DequantizeLinear, no Q/DQ between a float Resize and a float norm, narrow
+    quantized convs widened to onnxruntime's 8-bit conv kernel."""
     g = model.graph
     _pads_in_8bit(g)
+    _widen_narrow_8bit_convs(model)
     producers = _producers(g)
     for node in g.node:
         src = producers.get(node.input[0]) if node.op_type == "Shape" else None
@@ -66,6 +75,51 @@ def _pads_in_8bit(g) -> None:
             continue
         pad.input[0], pad.output[0] = dq.input[0], q.output[0]
         g.node.remove(q)
+
+
+def _widen_narrow_8bit_convs(model) -> None:
+    """DQ(w) -> Conv -> Q with C output channels, C under CONV_SYM_MIN_OUT or not a multiple of CONV_SYM_OUT_ALIGN:
+    the weight, its scales and the bias get zero filters up to the kernel's width, and a Slice on the 8-bit output
+    keeps channels 0..C for every reader of Q. The real channels keep their quantisation parameters."""
+    g = model.graph
+    inits, producers, consumers = {i.name: i for i in g.initializer}, _producers(g), _consumers(g)
+    outputs = {o.name for o in g.output}
+    for conv in [n for n in g.node if n.op_type == "Conv" and node_attribute(n, "group", 1) == 1]:
+        wdq, users = producers.get(conv.input[1]), consumers.get(conv.output[0], [])
+        if (wdq is None or wdq.op_type != "DequantizeLinear" or wdq.input[0] not in inits or len(users) != 1
+                or users[0].op_type != "QuantizeLinear" or users[0].output[0] in outputs):
+            continue
+        channels = inits[wdq.input[0]].dims[0]
+        wide = max(CONV_SYM_MIN_OUT, -(-channels // CONV_SYM_OUT_ALIGN) * CONV_SYM_OUT_ALIGN)
+        bdq = producers.get(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        if wide == channels or (bdq is not None and (bdq.op_type != "DequantizeLinear" or bdq.input[0] not in inits)):
+            continue
+        # Values and zero points padded with 0, per-channel scales with the last channel's (onnxruntime fuses a
+        # conv only where every bias scale is the input's scale times the weight's).
+        for dq in filter(None, (wdq, bdq)):
+            for k, name in enumerate(dq.input):
+                if name in inits and (k == 0 or inits[name].dims == [channels]):
+                    dq.input[k] = _padded(g, inits[name], wide - channels, repeat_last=k == 1)
+        q = users[0]
+        kept = f"{q.output[0]}_first_{channels}"
+        for reader in consumers.get(q.output[0], []):
+            reader.input[:] = [kept if i == q.output[0] else i for i in reader.input]
+        ints = [numpy_helper.from_array(np.array([v], np.int64), f"{kept}_{k}")
+                for k, v in (("start", 0), ("end", channels), ("axis", 1))]
+        g.initializer.extend(ints)
+        g.node.insert(list(g.node).index(q) + 1, onnx.helper.make_node(
+            "Slice", [q.output[0], *(i.name for i in ints)], [kept], name=f"{q.name}_first_{channels}"))
+        _forget_shapes(model, changed=(conv.output[0], q.output[0]))
+    _drop_unused_initializers(g)
+
+
+def _padded(g, tensor, extra: int, repeat_last: bool) -> str:
+    """A copy of `tensor` `extra` entries longer on its first axis (zeros, or its last entry); returns its name."""
+    a = numpy_helper.to_array(tensor)
+    name = f"{tensor.name}_wide"
+    g.initializer.append(numpy_helper.from_array(np.pad(a, [(0, extra)] + [(0, 0)] * (a.ndim - 1),
+                                                        mode="edge" if repeat_last else "constant"), name))
+    return name
 
 
 def _float_resize_into_norm(g) -> None:
@@ -158,10 +212,10 @@ def _drop_unused_initializers(g) -> None:
     g.initializer.extend(kept)
 
 
-def _forget_shapes(model) -> None:
-    """Drop the recorded shapes of tensors no node produces any more (rewired or removed)."""
+def _forget_shapes(model, changed=()) -> None:
+    """Drop the recorded shapes of tensors no node produces any more (rewired or removed) and of `changed` ones."""
     g = model.graph
-    produced = {o for n in g.node for o in n.output}
+    produced = {o for n in g.node for o in n.output} - set(changed)
     kept = [v for v in g.value_info if v.name in produced]
     del g.value_info[:]
     g.value_info.extend(kept)
