@@ -139,10 +139,16 @@ def main(argv=None) -> int:
 
 
 def ratios_of(rows: list[dict]):
-    """ratio(a, b[, key]): subject a's time over subject b's (harness p50 by default), 2 decimals, or None."""
+    """ratio(a, b[, key]): subject a's time over subject b's (harness p50 by default), 2 decimals, or None: the
+    median over rounds of the two files' time in the same round (this shared host drifts by 10-20% between rounds,
+    which a ratio of the two medians carries), or the ratio of medians where rounds were not kept."""
     by = {r["subject"]: r for r in rows}
 
     def ratio(a, b, key="harness_p50_ms"):
+        rounds = key.replace("p50_ms", "rounds_ms").replace("median_ms", "rounds_ms")
+        xs, ys = by[a].get(rounds) or [], by[b].get(rounds) or []
+        if xs and len(xs) == len(ys) and all(xs) and all(ys):
+            return round(statistics.median(x / y for x, y in zip(xs, ys)), 2)
         x, y = by[a][key], by[b][key]
         return round(x / y, 2) if x and y else None
 
@@ -214,15 +220,7 @@ def shipped_report(args) -> int:
                 return 2
             files[name], references[name] = path, trained
     rows = timed_rows(files, references, size, args)
-    ratio = ratios_of(rows)
-
-    per_style = [{"style": s,
-                  "tflite int8 speed-up (harness)": ratio(f"{s} tflite fp32", f"{s} tflite int8"),
-                  "tflite int8 speed-up (litert-benchmark)": ratio(f"{s} tflite fp32", f"{s} tflite int8",
-                                                                   "litert_benchmark_median_ms"),
-                  "tflite fp32 / onnxruntime fp32": ratio(f"{s} tflite fp32", f"{s} onnxruntime fp32"),
-                  "onnxruntime int8 speed-up": ratio(f"{s} onnxruntime fp32", f"{s} onnxruntime int8")}
-                 for s in styles]
+    per_style = shipped_ratios(rows, styles)
     report = {"styles": styles, "size": f"{h}x{w}", "threads": args.threads, "rounds": args.rounds,
               "runs_per_round": args.runs, "warmup": args.warmup, "host": host_info().to_dict(),
               "libraries": library_versions(), "rows": rows, "per_style": per_style}
@@ -234,12 +232,23 @@ def shipped_report(args) -> int:
     return 0
 
 
+def shipped_ratios(rows: list[dict], styles: list[str]) -> list[dict]:
+    ratio = ratios_of(rows)
+    return [{"style": s,
+             "tflite int8 speed-up (harness)": ratio(f"{s} tflite fp32", f"{s} tflite int8"),
+             "tflite int8 speed-up (litert-benchmark)": ratio(f"{s} tflite fp32", f"{s} tflite int8",
+                                                              "litert_benchmark_median_ms"),
+             "tflite fp32 / onnxruntime fp32": ratio(f"{s} tflite fp32", f"{s} onnxruntime fp32"),
+             "onnxruntime int8 speed-up": ratio(f"{s} onnxruntime fp32", f"{s} onnxruntime int8")}
+            for s in styles]
+
+
 def shipped_markdown(report: dict) -> str:
     keys = [k for k in report["per_style"][0] if k != "style"]
     lines = [f"# Shipped TFLite and ONNX files at {report['size']}, {report['threads']} thread(s)", "",
              "Produced by `python benchmarks/tflite_speed.py --shipped`: every style's shipped fp32 and int8 files, "
              f"{report['rounds']} interleaved rounds of {report['runs_per_round']} runs (after {report['warmup']} "
-             "warm-up), all in one run; medians over rounds. Harness = the toolkit bench harness (LiteRT interpreter "
+             "warm-up), all in one run; times are medians over rounds, ratios the median of each round's ratio. Harness = the toolkit bench harness (LiteRT interpreter "
              "with XNNPACK on an NHWC frame / onnxruntime CPU on an NCHW one); litert-benchmark = ai-edge-litert's "
              "CompiledModel tool. Fidelity: worst of 8 photos against the trained net. Goals (issue 19): TFLite int8 "
              ">= 1.3x its fp32, TFLite fp32 within 1.3x of onnxruntime fp32, onnxruntime int8 >= 1.5x its fp32.", "",
