@@ -413,6 +413,7 @@ TRAIN_CASES = [
     ("nan shift weight", ["--shift-weight", "nan"], "--shift-weight: must be a finite number"),
     ("negative grain weight", ["--grain-weight", "-0.5"], "--grain-weight: must be a finite number"),
     ("nan edge weight", ["--edge-weight", "nan"], "--edge-weight: must be a finite number"),
+    ("negative patch weight", ["--patch-weight", "-2"], "--patch-weight: must be a finite number"),
     ("negative seed", ["--seed", "-1"], "--seed: must be >= 0"),
     ("seed past 32 bits", ["--seed", str(2 ** 32)], "--seed: must be <="),
     ("negative workers", ["--workers", "-1"], "--workers: must be >= 0"),

@@ -3,6 +3,8 @@ style taps, and data paths recorded relative to the data root."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -258,3 +260,62 @@ def test_phase_balance_costs_nothing_for_the_photos_own_edges_and_much_for_latti
     assert float(phase_balance(photo, photo)) == 0.0
     assert float(phase_balance(photo * 0.5 + 0.2, photo)) < 1e-3  # a colour grade keeps the photo's phases
     assert float(phase_balance(grainy, photo)) > 0.1
+
+
+def test_style_patches_cover_the_style_on_the_densest_grid_under_the_cap():
+    from toolkit.losses.patches import style_patches
+
+    feats = torch.rand(1, 8, 34, 34)  # 32 x 32 patch positions
+    assert style_patches(feats, max_patches=10_000).shape == (1024, 8, 3, 3)
+    thinned = style_patches(feats, max_patches=300)  # stride 2: 16 x 16
+    assert thinned.shape == (256, 8, 3, 3)
+    assert torch.equal(thinned[1], feats[0, :, 0:3, 2:5])
+    with pytest.raises(ValueError, match="larger style image"):
+        style_patches(torch.rand(1, 8, 2, 5))
+
+
+def test_patch_loss_is_zero_on_the_style_itself_and_pulls_other_features_towards_its_patches():
+    from toolkit.losses.patches import PatchLoss
+
+    torch.manual_seed(0)
+    style = torch.rand(1, 16, 20, 20)
+    loss = PatchLoss(style, max_style_patches=10_000)
+    assert float(loss(style)) < 1e-10  # every patch's nearest is itself
+    other = torch.rand(2, 16, 20, 20).mul(3).requires_grad_()
+    start = float(loss(other))
+    opt = torch.optim.Adam([other], lr=0.05)
+    for _ in range(60):
+        opt.zero_grad()
+        loss(other).backward()
+        opt.step()
+    assert float(loss(other)) < 0.2 * start
+
+
+def test_patch_term_adds_to_the_perceptual_total_only_when_weighted():
+    torch.manual_seed(0)
+    style, content = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    cfg = LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",))
+    with pytest.warns(UserWarning):
+        plain = build_loss(cfg, style)(content, content)
+        parts = build_loss(dataclasses.replace(cfg, patch_weight=2.0), style)(content, content)  # taps relu3_1 too
+    assert "patch" not in plain
+    assert float(parts["patch"]) > 0
+    assert torch.allclose(parts["total"], plain["total"] + 2.0 * parts["patch"])
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(tmp_path, image_dir):
+    from PIL import Image
+
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.cli import main
+    from toolkit.zoo.ship import train_command
+
+    style = tmp_path / "style.png"
+    Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
+    assert main(["train", "--style-image", str(style), "--content-dir", str(image_dir), "--name", "p", "--arch",
+                 "tiny", "--steps", "2", "--size", "32", "--batch", "2", "--workers", "0", "--sample-every", "0",
+                 "--loss-net", "random", "--patch-weight", "3", "--out", str(tmp_path / "runs")]) == 0
+    meta = load_checkpoint(tmp_path / "runs" / "p" / "p.safetensors").meta
+    assert meta["train_config"]["loss"]["patch_weight"] == 3.0
+    assert "--patch-weight 3.0" in train_command(meta["train_config"], "p")

@@ -163,3 +163,4 @@ def test_unknown_encoder_precision_is_refused():
         enc = load_vgg(TAPS, net="random")
     with pytest.raises(ValueError, match="fp16.*bf16"):
         PerceptualLoss(enc, torch.rand(1, 3, 32, 32), ["relu3_1"], TAPS, encoder_precision="fp16")
+

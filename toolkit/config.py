@@ -181,6 +181,8 @@ class LossConfig:
     shift_weight: float = 0.0                    # shift equivariance (toolkit/losses/shift.py): against grain
     grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
     edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
+    patch_weight: float = 0.0                    # each 3x3 feature patch to its nearest style patch (MRF): shapes
+    patch_layer: str = "relu3_1"                 # the tap the patch term matches at
     encoder_precision: str = "fp32"              # fp32 | bf16: the frozen VGG under bf16 autocast (losses stay fp32)
 
 

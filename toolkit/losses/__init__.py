@@ -6,11 +6,12 @@ from toolkit.losses.vgg import VGGEncoder, load_vgg
 
 def build_loss(cfg, style_image, seed: int = 0) -> PerceptualLoss:
     """The PerceptualLoss described by a LossConfig, against a style image tensor (1, 3, H, W)."""
-    taps = list(cfg.content_layers) + list(cfg.style_layers)
+    taps = [*cfg.content_layers, *cfg.style_layers] + ([cfg.patch_layer] if cfg.patch_weight else [])
+    taps = list(dict.fromkeys(taps))
     encoder = load_vgg(taps, net=cfg.loss_net, weights=cfg.loss_weights, seed=seed)
     return PerceptualLoss(encoder, style_image, cfg.content_layers, cfg.style_layers, cfg.style_layer_weights,
                           cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.encoder_precision,
-                          cfg.style_scales)
+                          cfg.style_scales, cfg.patch_weight, cfg.patch_layer)
 
 
 def measuring_loss(style_image_path, style_size: int = 512) -> PerceptualLoss:

@@ -1,4 +1,5 @@
-"""Perceptual loss (Johnson et al. 2016): content, Gram-matrix style, total variation."""
+"""Perceptual loss (Johnson et al. 2016): content, Gram-matrix style, total variation; optionally a patch (MRF)
+style term (toolkit/losses/patches.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.losses.patches import PatchLoss
 from toolkit.losses.vgg import VGGEncoder
 
 ENCODER_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -38,7 +40,8 @@ class PerceptualLoss(nn.Module):
     def __init__(self, encoder: VGGEncoder, style_image: torch.Tensor, content_layers: Sequence[str],
                  style_layers: Sequence[str], style_layer_weights: Sequence[float] = (),
                  content_weight: float = 1.0, style_weight: float = 1e4, tv_weight: float = 1e-3,
-                 encoder_precision: str = "fp32", style_scales: Sequence[float] = (1.0,)):
+                 encoder_precision: str = "fp32", style_scales: Sequence[float] = (1.0,),
+                 patch_weight: float = 0.0, patch_layer: str = "relu3_1"):
         super().__init__()
         if encoder_precision not in ENCODER_PRECISIONS:
             raise ValueError(f"encoder precision {encoder_precision!r} is not one of {sorted(ENCODER_PRECISIONS)}")
@@ -63,6 +66,11 @@ class PerceptualLoss(nn.Module):
             for layer in self.style_layers:
                 self.register_buffer(f"gram_{layer}" + (f"_s{i}" if i else ""),
                                      gram_matrix(feats[layer]).mean(0, keepdim=True))
+            if i == 0 and patch_weight > 0:
+                self.patch = PatchLoss(feats[patch_layer][:1])
+        self.patch_weight, self.patch_layer = patch_weight, patch_layer
+        if patch_weight <= 0:
+            self.patch = None
 
     def target_gram(self, layer: str, scale_index: int = 0) -> torch.Tensor:
         return getattr(self, f"gram_{layer}" + (f"_s{scale_index}" if scale_index else ""))
@@ -119,7 +127,11 @@ class PerceptualLoss(nn.Module):
         style_l = self.multiscale_style_loss(output, out_feats)
         tv_l = total_variation(output)
         total = self.content_weight * content_l + self.style_weight * style_l + self.tv_weight * tv_l
-        return {"total": total, "content": content_l, "style": style_l, "tv": tv_l}
+        losses = {"content": content_l, "style": style_l, "tv": tv_l}
+        if self.patch is not None:
+            losses["patch"] = self.patch(out_feats[self.patch_layer])
+            total = total + self.patch_weight * losses["patch"]
+        return {"total": total, **losses}
 
     @torch.no_grad()
     def measure(self, output: torch.Tensor, content: torch.Tensor) -> dict[str, float]:
