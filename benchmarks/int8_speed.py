@@ -2,9 +2,9 @@
 
 For each net (a shipped style, optionally checkpoints such as nano_deep, and the first net's arch without instance
 norm, random weights, as the no-float-island bound): the ONNX export as it was ("before": toolkit.export.onnx's
-PHASE_HEAD, INT8_CLEANUP and EQUALISE_NORM_INPUTS off) and as it is now ("after"), fp32 and int8. All files are
-timed in the same interleaved rounds (onnxruntime CPU EP, 1 thread, 480x640; median over rounds of each round's
-median CPU time), so the ratios compare like with like on a busy machine. Parity: PSNR vs the trained torch net on
+PHASE_HEAD, INT8_CLEANUP, D2S_TRANSPOSES and EQUALISE_NORM_INPUTS off) and as it is now ("after"), fp32 and int8.
+All files are timed in the same interleaved rounds (onnxruntime CPU EP, 1 thread, 480x640; median over rounds of
+each round's median CPU time), so the ratios compare like with like on a busy machine. Parity: PSNR vs the trained torch net on
 the 8 eval photos at 480x640, worst photo, also for every shipped style. Profile: onnxruntime's profiler, kernel
 time per op type, grouped into convs, the float islands int8 leaves (instance norm, pads, resize, the float stem
 conv, ...) and the 8-bit plumbing (QuantizeLinear / DequantizeLinear / Transpose). Ceiling: the fp32/int8 ratio if
@@ -33,7 +33,8 @@ from toolkit.export import ExportSpec, export_artifact, load_runner
 from toolkit.fsutil import atomic_path, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FLAGS = ("PHASE_HEAD", "INT8_CLEANUP", "EQUALISE_NORM_INPUTS")  # toolkit.export.onnx switches: all off = "before"
+# toolkit.export.onnx switches: all off = "before"
+FLAGS = ("PHASE_HEAD", "INT8_CLEANUP", "D2S_TRANSPOSES", "EQUALISE_NORM_INPUTS")
 SIZE = (480, 640)
 GROUPS = {  # op type (as onnxruntime runs it, after fusions) -> what it is
     "Conv": "conv", "QLinearConv": "conv",

@@ -248,10 +248,11 @@ def shipped_markdown(report: dict) -> str:
     lines = [f"# Shipped TFLite and ONNX files at {report['size']}, {report['threads']} thread(s)", "",
              "Produced by `python benchmarks/tflite_speed.py --shipped`: every style's shipped fp32 and int8 files, "
              f"{report['rounds']} interleaved rounds of {report['runs_per_round']} runs (after {report['warmup']} "
-             "warm-up), all in one run; times are medians over rounds, ratios the median of each round's ratio. Harness = the toolkit bench harness (LiteRT interpreter "
-             "with XNNPACK on an NHWC frame / onnxruntime CPU on an NCHW one); litert-benchmark = ai-edge-litert's "
-             "CompiledModel tool. Fidelity: worst of 8 photos against the trained net. Goals (issue 19): TFLite int8 "
-             ">= 1.3x its fp32, TFLite fp32 within 1.3x of onnxruntime fp32, onnxruntime int8 >= 1.5x its fp32.", "",
+             "warm-up), all in one run; times are medians over rounds, ratios the median of each round's ratio. "
+             "Harness = the toolkit bench harness (LiteRT interpreter with XNNPACK on an NHWC frame / onnxruntime "
+             "CPU on an NCHW one); litert-benchmark = ai-edge-litert's CompiledModel tool. Fidelity: worst of 8 "
+             "photos against the trained net. Goals (issue 19): TFLite int8 >= 1.3x its fp32, TFLite fp32 within "
+             "1.3x of onnxruntime fp32, onnxruntime int8 >= 1.5x its fp32.", "",
              "| style | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in report["per_style"]:
         lines.append(f"| {r['style']} | " + " | ".join(f"{r[k]}" for k in keys) + " |")

@@ -331,7 +331,7 @@ def test_onnx_int8_has_u8_activations_whatever_the_norms(preset, tmp_path):
     assert zero_points == {onnx.TensorProto.UINT8}
 
 
-def test_onnx_head_runs_its_per_pixel_ops_before_depth_to_space(tmp_path):
+def test_onnx_head_runs_its_per_pixel_ops_before_depth_to_space(tmp_path, monkeypatch):
     """nano_fine's head ends DepthToSpace -> ReLU -> 1x1 conv -> sigmoid; the export runs the ReLU, the conv (block
     diagonal over the 4 phases) and the sigmoid at half resolution, then DepthToSpace moves 3 channels: the same
     sums on every pixel, so fp32 parity holds at its float tolerance."""
@@ -339,6 +339,9 @@ def test_onnx_head_runs_its_per_pixel_ops_before_depth_to_space(tmp_path):
         pytest.skip("onnxruntime is not installed")
     import onnx
 
+    from toolkit.export import onnx as onnx_export
+
+    monkeypatch.setattr(onnx_export, "D2S_TRANSPOSES", False)  # the DepthToSpace itself, as phase_head leaves it
     record, dest = _export(tiny_model(mini("nano_fine")), "onnx", "fp32", tmp_path)
     assert record["parity"]["max_abs"] <= 1e-4
     graph = onnx.load(str(dest)).graph
@@ -347,6 +350,61 @@ def test_onnx_head_runs_its_per_pixel_ops_before_depth_to_space(tmp_path):
     assert producers[d2s.input[0]].op_type == "Sigmoid"
     assert producers[producers[d2s.input[0]].input[0]].op_type == "Conv"
     assert not any(d2s.output[0] in n.input for n in graph.node if n.op_type in ("Conv", "Relu", "Sigmoid"))
+
+
+def _depth_to_space_model(quantized: bool):
+    """image (1, 12, H, W) -> DepthToSpace(CRD, 2) -> (1, 3, 2H, 2W), dynamic H and W; `quantized`: between a u8
+    QuantizeLinear / DequantizeLinear pair on each side, one scale, as static int8 leaves it."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, src = [], [], "image"
+    if quantized:
+        inits = [numpy_helper.from_array(np.array(0.01, np.float32), "s"),
+                 numpy_helper.from_array(np.array(3, np.uint8), "z")]
+        nodes += [helper.make_node("QuantizeLinear", ["image", "s", "z"], ["q0"]),
+                  helper.make_node("DequantizeLinear", ["q0", "s", "z"], ["d0"])]
+        src = "d0"
+    nodes.append(helper.make_node("DepthToSpace", [src], ["y" if quantized else "out"], blocksize=2, mode="CRD",
+                                  name="shuffle"))
+    if quantized:
+        nodes += [helper.make_node("QuantizeLinear", ["y", "s", "z"], ["q1"]),
+                  helper.make_node("DequantizeLinear", ["q1", "s", "z"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                          [1, 12, "h", "w"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, None, None])], inits)
+    return onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_depth_to_space_as_two_one_axis_transposes_is_the_same_permutation_at_any_size(quantized):
+    """onnxruntime's DepthToSpace is a generic 6-D shuffle; the exporter writes it as two transposes that each move
+    one axis (4-7x faster here), on the 8-bit tensor where it sat between a DequantizeLinear and a QuantizeLinear."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnx
+    import onnxruntime as ort
+
+    from toolkit.export.onnx_graph import depth_to_space_by_transposes
+
+    before = _depth_to_space_model(quantized)
+    after = depth_to_space_by_transposes(_depth_to_space_model(quantized))
+    onnx.checker.check_model(after)
+    ops = [n.op_type for n in after.graph.node]
+    assert "DepthToSpace" not in ops and ops.count("Transpose") == 2
+    producers = {o: n for n in after.graph.node for o in n.output}
+    first_reshape = next(n for n in after.graph.node if n.op_type == "Reshape")
+    if quantized:  # the 8-bit tensor itself moves
+        assert producers[first_reshape.input[0]].op_type == "QuantizeLinear" and ops.count("QuantizeLinear") == 1
+    else:
+        assert first_reshape.input[0] == "image"
+    a, b = (ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (before, after))
+    rng = np.random.default_rng(0)
+    for h, w in ((2, 3), (5, 7), (61, 80)):
+        x = rng.random((1, 12, h, w), dtype=np.float32)
+        expected = a.run(None, {"image": x})[0]
+        assert expected.shape == (1, 3, 2 * h, 2 * w)
+        np.testing.assert_array_equal(b.run(None, {"image": x})[0], expected)
 
 
 @pytest.mark.slow
