@@ -97,7 +97,7 @@ def depth_to_space_by_transposes(model: onnx.ModelProto) -> onnx.ModelProto:
             make("Concat", [f"{tag}_rows", f"{tag}_h", f"{tag}_tail"], [f"{tag}_shape2"], axis=0),
             make("Concat", [f"{tag}_keep", f"{tag}_hb", f"{tag}_tail"], [f"{tag}_shape3"], axis=0),
             make("Reshape", [src, f"{tag}_head"], [f"{tag}_1"]),
-            make("Transpose", [f"{tag}_1"], [f"{tag}_2"], perm=[0, 1, 3, 2]),   # (N, C*b, H*W*b): columns placed
+            make("Transpose", [f"{tag}_1"], [f"{tag}_2"], perm=[0, 1, 3, 2]),   # (N, C*b, H*W, b): columns placed
             make("Reshape", [f"{tag}_2", f"{tag}_shape2"], [f"{tag}_3"]),
             make("Transpose", [f"{tag}_3"], [f"{tag}_4"], perm=[0, 1, 3, 2, 4]),  # (N, C, H, b, W*b): rows placed
             make("Reshape", [f"{tag}_4", f"{tag}_shape3"], [dst]),
@@ -173,8 +173,10 @@ def _widen_narrow_8bit_convs(model) -> None:
 
 def _padded(g, tensor, extra: int, repeat_last: bool) -> str:
     """A copy of `tensor` `extra` entries longer on its first axis (zeros, or its last entry); returns its name."""
-    a = numpy_helper.to_array(tensor)
     name = f"{tensor.name}_wide"
+    if any(i.name == name for i in g.initializer):  # shared by two convs of the same width: padded once
+        return name
+    a = numpy_helper.to_array(tensor)
     g.initializer.append(numpy_helper.from_array(np.pad(a, [(0, extra)] + [(0, 0)] * (a.ndim - 1),
                                                         mode="edge" if repeat_last else "constant"), name))
     return name
