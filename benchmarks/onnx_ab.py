@@ -30,13 +30,9 @@ def file_at(rev: str, relpath: str, dest: Path) -> Path:
     return dest
 
 
-def per_round_ratio(slow: list, fast: list) -> float:
-    return round(statistics.median(a.cpu_p50_ms / b.cpu_p50_ms for a, b in zip(slow, fast)), 3)
-
-
 def main(argv=None) -> int:
     from toolkit.bench.host import host_info, library_versions
-    from toolkit.bench.timing import bench_input, interleaved
+    from toolkit.bench.timing import bench_input, interleaved, paired_ratio
     from toolkit.fsutil import atomic_path, write_json
     from toolkit.runtime import load_runner
     from toolkit.zoo import shipped_styles
@@ -61,15 +57,18 @@ def main(argv=None) -> int:
                     runner = load_runner(path, threads=1)
                     calls[(style, precision, when)] = (lambda r=runner: r(x))
         timings = interleaved(calls, args.rounds, warmup=2, runs=args.runs)
+    def ratio(slow, fast):
+        return round(paired_ratio([t.cpu_p50_ms for t in slow], [t.cpu_p50_ms for t in fast]), 3)
+
     rows = []
     for style in styles:
         t = {(p, w): timings[(style, p, w)] for p in ("fp32", "int8") for w in ("before", "now")}
         ms = {k: round(statistics.median(v.cpu_p50_ms for v in t[k]), 2) for k in t}
         rows.append({"style": style, **{f"{p} {w} ms": ms[(p, w)] for p, w in t},
-                     "fp32 before / now": per_round_ratio(t[("fp32", "before")], t[("fp32", "now")]),
-                     "int8 before / now": per_round_ratio(t[("int8", "before")], t[("int8", "now")]),
-                     "int8 speed-up before": per_round_ratio(t[("fp32", "before")], t[("int8", "before")]),
-                     "int8 speed-up now": per_round_ratio(t[("fp32", "now")], t[("int8", "now")])})
+                     "fp32 before / now": ratio(t[("fp32", "before")], t[("fp32", "now")]),
+                     "int8 before / now": ratio(t[("int8", "before")], t[("int8", "now")]),
+                     "int8 speed-up before": ratio(t[("fp32", "before")], t[("int8", "before")]),
+                     "int8 speed-up now": ratio(t[("fp32", "now")], t[("int8", "now")])})
     report = {"rev": rev, "size": "x".join(map(str, SIZE)), "threads": 1, "rounds": args.rounds, "runs": args.runs,
               "host": host_info().to_dict(), "libraries": library_versions(), "rows": rows}
     out = RESULTS / f"onnx_ab_{args.label}"

@@ -140,15 +140,17 @@ def main(argv=None) -> int:
 
 def ratios_of(rows: list[dict]):
     """ratio(a, b[, key]): subject a's time over subject b's (harness p50 by default), 2 decimals, or None: the
-    median over rounds of the two files' time in the same round (this shared host drifts by 10-20% between rounds,
-    which a ratio of the two medians carries), or the ratio of medians where rounds were not kept."""
+    median over rounds of the two files' time in the same round (toolkit.bench.timing.paired_ratio), or the ratio
+    of medians where rounds were not kept."""
+    from toolkit.bench.timing import paired_ratio
+
     by = {r["subject"]: r for r in rows}
 
     def ratio(a, b, key="harness_p50_ms"):
         rounds = key.replace("p50_ms", "rounds_ms").replace("median_ms", "rounds_ms")
         xs, ys = by[a].get(rounds) or [], by[b].get(rounds) or []
         if xs and len(xs) == len(ys) and all(xs) and all(ys):
-            return round(statistics.median(x / y for x, y in zip(xs, ys)), 2)
+            return round(paired_ratio(xs, ys), 2)
         x, y = by[a][key], by[b][key]
         return round(x / y, 2) if x and y else None
 

@@ -60,6 +60,13 @@ def interleaved(calls: dict, rounds: int, warmup: int, runs: int) -> dict:
     return timings
 
 
+def paired_ratio(slow, fast) -> float:
+    """The median over rounds of each round's time ratio slow / fast (two series from the same `interleaved`
+    rounds): a host whose speed drifts between rounds moves both times of a round alike, which a ratio of the two
+    medians does not cancel."""
+    return statistics.median(a / b for a, b in zip(slow, fast, strict=True))
+
+
 def bench_input(height: int, width: int, seed: int = 0) -> np.ndarray:
     """The input every runtime gets: (1, 3, H, W) float32 in [0, 1] (values do not change the work done)."""
     return np.random.default_rng(seed).random((1, 3, height, width), dtype=np.float32)
