@@ -353,12 +353,13 @@ def test_style_benches_reuse_exported_artifacts_only_when_the_manifest_sha256_ma
     assert fresh._reusable(subject, "onnx", "fp32", None) is None
 
 
-def test_paired_ratio_cancels_a_host_that_drifts_between_rounds():
+def test_paired_ratio_is_the_median_of_each_rounds_ratio():
     from toolkit.bench.timing import paired_ratio
 
     drift = [1.0, 1.4, 0.8, 1.3, 0.9]  # the host's speed per round, the same for both calls of a round
     slow = [15.0 * d for d in drift]
     fast = [10.0 * d for d in drift]
     assert paired_ratio(slow, fast) == pytest.approx(1.5)
+    assert paired_ratio([15, 15, 30, 30, 9], [10, 10, 20, 20, 9]) == pytest.approx(1.5)  # one odd round
     with pytest.raises(ValueError):
         paired_ratio(slow, fast[:-1])
