@@ -60,6 +60,7 @@ class PerceptualLoss(nn.Module):
         self.style_scales = [float(s) for s in style_scales]
         if not self.style_scales or any(not 0 < s <= 1 for s in self.style_scales):
             raise ValueError(f"style scales must be in (0, 1], got {self.style_scales}")
+        self.patch_weight, self.patch_layer, self.patch = patch_weight, patch_layer, None
         for i, scale in enumerate(self.style_scales):
             with torch.no_grad():  # the style target is always computed in fp32
                 feats = encoder(rescale(style_image, scale))
@@ -68,9 +69,6 @@ class PerceptualLoss(nn.Module):
                                      gram_matrix(feats[layer]).mean(0, keepdim=True))
             if i == 0 and patch_weight > 0:
                 self.patch = PatchLoss(feats[patch_layer][:1])
-        self.patch_weight, self.patch_layer = patch_weight, patch_layer
-        if patch_weight <= 0:
-            self.patch = None
 
     def target_gram(self, layer: str, scale_index: int = 0) -> torch.Tensor:
         return getattr(self, f"gram_{layer}" + (f"_s{scale_index}" if scale_index else ""))
