@@ -57,6 +57,7 @@ def main(argv=None) -> int:
                     runner = load_runner(path, threads=1)
                     calls[(style, precision, when)] = (lambda r=runner: r(x))
         timings = interleaved(calls, args.rounds, warmup=2, runs=args.runs)
+
     def ratio(slow, fast):
         return round(paired_ratio([t.cpu_p50_ms for t in slow], [t.cpu_p50_ms for t in fast]), 3)
 
