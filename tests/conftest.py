@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,14 @@ def tiny_model(config: ArchConfig = TINY_ARCH, seed: int = 0) -> TransformerNet:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     return model.eval()
+
+
+def mini_arch(preset: str, **overrides) -> ArchConfig:
+    """The preset's knobs on a narrow trunk of at most two residual blocks (keeping its largest dilations)."""
+    cfg = dataclasses.replace(arch_config(preset), **overrides)
+    blocks = min(cfg.res_blocks, 2)
+    return dataclasses.replace(cfg, widths=tuple(max(4, w // 4) for w in cfg.widths), res_blocks=blocks,
+                               dilations=cfg.dilations[len(cfg.dilations) - blocks:] if cfg.dilations else ())
 
 
 @pytest.fixture

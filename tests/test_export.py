@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_ARCH, natural_image, tiny_model
+from conftest import TINY_ARCH, mini_arch, natural_image, tiny_model
 from toolkit.checkpoint import save_checkpoint
 from toolkit.cli import main
 from toolkit.errors import MissingBackendError, UserError
@@ -24,13 +24,6 @@ from toolkit.parity import ParityError, check_parity, parity_sizes_for, toleranc
 
 SIZE = (32, 48)  # non-square catches H/W swaps; a multiple of every preset's stride
 FAST_PARITY = (SIZE, (48, 32))
-
-
-def mini(preset: str):
-    """The preset's knobs on a narrow, shallow trunk."""
-    cfg = arch_config(preset)
-    return dataclasses.replace(cfg, widths=tuple(max(4, w // 4) for w in cfg.widths),
-                               res_blocks=min(cfg.res_blocks, 2))
 
 
 def _export(model, target, precision, out: Path, style="t", sizes=None, **kw):
@@ -252,7 +245,7 @@ TARGET_BACKENDS = {"onnx": "onnxruntime", "tflite": "litert_torch", "coreml": "c
 def test_every_preset_target_precision_passes_parity(preset, target, precision, tmp_path):
     if not _have(TARGET_BACKENDS[target]):
         pytest.skip(f"{TARGET_BACKENDS[target]} is not installed (pip install 'toolkit[{FORMATS[target].extra}]')")
-    model = tiny_model(mini(preset))
+    model = tiny_model(mini_arch(preset))
     sizes = (SIZE,)  # fixed size keeps the slowest converters (TFLite, CoreML) to one small shape
     record, dest = _export(model, target, precision, tmp_path, style=preset, sizes=sizes)
     tol = FORMATS[target].precision(precision).tolerance
@@ -317,7 +310,7 @@ def test_onnx_int8_has_u8_activations_whatever_the_norms(preset, tmp_path):
         pytest.skip("onnxruntime is not installed")
     import onnx
 
-    model = tiny_model(mini(preset))
+    model = tiny_model(mini_arch(preset))
     with torch.no_grad():  # batch-norm statistics as training leaves them, so the fold is not the identity
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -342,7 +335,7 @@ def test_onnx_head_runs_its_per_pixel_ops_before_depth_to_space(tmp_path, monkey
     from toolkit.export import onnx as onnx_export
 
     monkeypatch.setattr(onnx_export, "D2S_TRANSPOSES", False)  # the DepthToSpace itself, as phase_head leaves it
-    record, dest = _export(tiny_model(mini("nano_fine")), "onnx", "fp32", tmp_path)
+    record, dest = _export(tiny_model(mini_arch("nano_fine")), "onnx", "fp32", tmp_path)
     assert record["parity"]["max_abs"] <= 1e-4
     graph = onnx.load(str(dest)).graph
     producers = {o: n for n in graph.node for o in n.output}
@@ -415,7 +408,7 @@ def test_onnx_int8_pads_and_shapes_read_8_bit_tensors(tmp_path):
         pytest.skip("onnxruntime is not installed")
     import onnx
 
-    record, dest = _export(tiny_model(mini("nano_fine")), "onnx", "int8", tmp_path, calibration=_photos(tmp_path))
+    record, dest = _export(tiny_model(mini_arch("nano_fine")), "onnx", "int8", tmp_path, calibration=_photos(tmp_path))
     assert record["parity"]["min_psnr_db"] >= 30
     graph = onnx.load(str(dest)).graph
     producers = {o: n for n in graph.node for o in n.output}
@@ -442,7 +435,7 @@ def test_onnx_int8_widens_narrow_convs_to_onnxruntimes_8bit_kernel_with_the_same
 
     from toolkit.export import onnx_graph
 
-    net, photos = tiny_model(mini("nano_fine")), _photos(tmp_path)
+    net, photos = tiny_model(mini_arch("nano_fine")), _photos(tmp_path)
     _, wide = _export(net, "onnx", "int8", tmp_path / "wide", calibration=photos)
     monkeypatch.setattr(onnx_graph, "CONV_SYM_MIN_OUT", 1)
     monkeypatch.setattr(onnx_graph, "CONV_SYM_OUT_ALIGN", 1)
@@ -479,7 +472,7 @@ def test_onnx_int8_keeps_convs_float_in_order_while_under_its_target_and_records
 
     from toolkit.export import onnx as onnx_export
 
-    net, photos = tiny_model(mini("nano_fine")), _photos(tmp_path)
+    net, photos = tiny_model(mini_arch("nano_fine")), _photos(tmp_path)
     _, plain = _export(net, "onnx", "int8", tmp_path / "plain", calibration=photos)
     assert "int8_float_convs" not in {p.key for p in onnx.load(str(plain)).metadata_props}
     monkeypatch.setattr(onnx_export, "INT8_TARGET_DB", 200.0)  # unreachable: every allowed conv stays float
@@ -499,7 +492,7 @@ def test_onnx_int8_search_holds_any_size_files_to_the_camera_size_too(tmp_path):
     from toolkit.export import onnx as onnx_export
     from toolkit.formats import CAMERA_SIZES
 
-    net, photos = tiny_model(mini("nano_fine")), _photos(tmp_path)
+    net, photos = tiny_model(mini_arch("nano_fine")), _photos(tmp_path)
     dynamic = ExportSpec("onnx", "int8", calibration=photos)
     images = onnx_export._calibration_images(net, dynamic)
     checked = onnx_export._check_images(net, dynamic, images)
@@ -515,8 +508,8 @@ def test_tflite_dynamic_range_int8_stores_int8_weights_keeps_float_io_and_needs_
         pytest.skip("litert-torch is not installed")
     from toolkit.export.contract import contract_from_artifact
 
-    fp32, _ = _export(tiny_model(mini("nano")), "tflite", "fp32", tmp_path)
-    record, dest = _export(tiny_model(mini("nano")), "tflite", "int8_dynamic", tmp_path, calibration=("/nowhere",))
+    fp32, _ = _export(tiny_model(mini_arch("nano")), "tflite", "fp32", tmp_path)
+    record, dest = _export(tiny_model(mini_arch("nano")), "tflite", "int8_dynamic", tmp_path, calibration=("/nowhere",))
     assert record["parity"]["min_psnr_db"] >= 30 and record["bytes"] < fp32["bytes"]
     runner = load_runner(dest)
     tensors = runner.interpreter.get_tensor_details()

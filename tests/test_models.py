@@ -62,6 +62,33 @@ def test_context_pad_reflects_the_frame_around_the_net_and_crops_it_back():
             dataclasses.replace(cfg, context_pad=bad)
 
 
+def _trunk_reach(model) -> int:
+    """How many lowest-resolution cells one cell's change travels through the residual blocks."""
+    x = torch.rand(1, model.config.widths[-1], 41, 41)
+    poked = x.clone()
+    poked[..., 20, 20] += 1.0
+    with torch.no_grad():
+        changed = (model.res(poked) - model.res(x)).abs().amax(1)[0] > 0
+    return int(changed.nonzero()[:, 0].max()) - 20
+
+
+def test_dilated_trunk_reaches_twice_as_far_at_the_same_cost():
+    plain, reach = create_model("nano_lite_fine").eval(), create_model("nano_lite_reach").eval()
+    assert count_params(reach) == count_params(plain)
+    assert count_macs(reach, 480, 640) == count_macs(plain, 480, 640)
+    assert _trunk_reach(plain) == 3 and _trunk_reach(reach) == 1 + 2 + 3
+    x = torch.rand(1, 3, 8, 8)  # the smallest input still has more lowest-resolution cells than the largest dilation
+    assert reach(x).shape == x.shape
+
+
+@pytest.mark.parametrize("dilations, message", [((1, 2), "one whole number >= 1 per residual block"),
+                                                ((1, 0, 1), "one whole number >= 1"),
+                                                ((1, 2, 4), "below 4")])
+def test_dilations_that_do_not_fit_the_trunk_are_refused(dilations, message):
+    with pytest.raises(UserError, match=message):
+        dataclasses.replace(arch_config("nano_lite_reach"), dilations=dilations)
+
+
 def test_macs_scale_with_pixels():
     model = create_model("caffe2go")
     assert count_macs(model, 512, 512) == 4 * count_macs(model, 256, 256)

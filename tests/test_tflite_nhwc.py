@@ -10,18 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import natural_image, tiny_model
+from conftest import mini_arch, natural_image, tiny_model
 from toolkit.errors import UserError
 from toolkit.models import ARCHS, TransformerNet, arch_config
 
 needs_litert = pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
                                   reason="litert-torch is not installed (pip install 'toolkit[tflite]')")
-
-
-def mini(preset: str, **overrides):
-    cfg = dataclasses.replace(arch_config(preset), **overrides)
-    return dataclasses.replace(cfg, widths=tuple(max(4, w // 4) for w in cfg.widths),
-                               res_blocks=min(cfg.res_blocks, 2))
 
 
 def shipped_deploy_form(head_padding="replicate", trunk_norm=None):
@@ -39,7 +33,7 @@ def _images(h, w, n=2):
 def test_twin_computes_the_same_function_as_every_preset(preset):
     from toolkit.export.nhwc import nhwc_twin
 
-    model = tiny_model(mini(preset))
+    model = tiny_model(mini_arch(preset))
     twin = nhwc_twin(model)
     with torch.no_grad():
         for x in _images(32, 48) + _images(37, 53, n=1):  # aligned, and padded to the stride at the bottom / right

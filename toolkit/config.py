@@ -109,6 +109,8 @@ class ArchConfig:
     skip: bool = False               # add the stem's features into the up path at the same resolution (U-Net)
     context_pad: int = 0             # pixels of the image reflected around it before the net and cropped after
                                      # (0..stride): the net's own edge handling falls outside the frame
+    dilations: Tuple[int, ...] = ()  # dilation of each residual block's 3x3 conv (empty: all 1); the trunk's reach
+                                     # grows by 2 * (d - 1) lowest-resolution cells per block at the same MACs
     output: str = "sigmoid"
 
     def __post_init__(self):
@@ -147,6 +149,14 @@ class ArchConfig:
             raise UserError(f"arch context_pad must be 0..{self.stride} (the stride), got {self.context_pad}")
         if self.res_blocks < 0 or self.bottleneck_k < 1:
             raise UserError("arch res_blocks must be >= 0 and bottleneck_k >= 1")
+        if self.dilations and (len(self.dilations) != self.res_blocks or min(self.dilations) < 1):
+            raise UserError(f"arch dilations needs one whole number >= 1 per residual block ({self.res_blocks}), "
+                            f"got {list(self.dilations)}")
+        # a dilated conv reflect-pads by its dilation, which needs more cells than that at the lowest resolution
+        lowest = 2 + 2 * self.context_pad // self.stride  # cells there at the smallest input (2 * stride px)
+        if self.dilations and max(self.dilations) >= lowest:
+            raise UserError(f"arch dilations must stay below {lowest} (the lowest resolution's side on the smallest "
+                            f"input), got {max(self.dilations)}")
 
     @property
     def stride(self) -> int:

@@ -23,15 +23,15 @@ class ConvLayer(nn.Sequential):
     """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, padding: str = "reflect",
-                 groups: int = 1, bias: bool = True):
-        pad = 1 if kernel % 2 == 0 else kernel // 2
+                 groups: int = 1, bias: bool = True, dilation: int = 1):
+        pad = 1 if kernel % 2 == 0 else dilation * (kernel // 2)
         layers: list[nn.Module] = []
         if padding in ("reflect", "replicate") and pad:
             layers.append(nn.ReflectionPad2d(pad) if padding == "reflect" else nn.ReplicationPad2d(pad))
             conv_pad = 0
         else:
             conv_pad = pad
-        layers.append(nn.Conv2d(cin, cout, kernel, stride, conv_pad, groups=groups, bias=bias))
+        layers.append(nn.Conv2d(cin, cout, kernel, stride, conv_pad, dilation, groups=groups, bias=bias))
         super().__init__(*layers)
 
 
@@ -40,23 +40,24 @@ def conv_norm_relu(cin: int, cout: int, kernel: int, stride: int, padding: str, 
 
 
 class ResidualBlock(nn.Module):
-    """x + f(x), where f is a plain 3x3 pair, a FastChi 1x1 bottleneck (reduction k), or depthwise-separable."""
+    """x + f(x), where f is a plain 3x3 pair, a FastChi 1x1 bottleneck (reduction k), or depthwise-separable; its
+    3x3 convs dilated by `dilation`."""
 
-    def __init__(self, channels: int, block: str, padding: str, norm: str, bottleneck_k: int = 2):
+    def __init__(self, channels: int, block: str, padding: str, norm: str, bottleneck_k: int = 2, dilation: int = 1):
         super().__init__()
-        c = channels
+        c, d = channels, dilation
         if block == "residual":
-            body = [ConvLayer(c, c, 3, 1, padding), norm_layer(norm, c), nn.ReLU(inplace=True),
-                    ConvLayer(c, c, 3, 1, padding), norm_layer(norm, c)]
+            body = [ConvLayer(c, c, 3, 1, padding, dilation=d), norm_layer(norm, c), nn.ReLU(inplace=True),
+                    ConvLayer(c, c, 3, 1, padding, dilation=d), norm_layer(norm, c)]
         elif block == "bottleneck":
             m = max(1, c // bottleneck_k)
             body = [nn.Conv2d(c, m, 1), norm_layer(norm, m), nn.ReLU(inplace=True),
-                    ConvLayer(m, m, 3, 1, padding), norm_layer(norm, m), nn.ReLU(inplace=True),
+                    ConvLayer(m, m, 3, 1, padding, dilation=d), norm_layer(norm, m), nn.ReLU(inplace=True),
                     nn.Conv2d(m, c, 1), norm_layer(norm, c)]
         elif block == "dwsep":
-            body = [ConvLayer(c, c, 3, 1, padding, groups=c), nn.Conv2d(c, c, 1), norm_layer(norm, c),
+            body = [ConvLayer(c, c, 3, 1, padding, groups=c, dilation=d), nn.Conv2d(c, c, 1), norm_layer(norm, c),
                     nn.ReLU(inplace=True),
-                    ConvLayer(c, c, 3, 1, padding, groups=c), nn.Conv2d(c, c, 1), norm_layer(norm, c)]
+                    ConvLayer(c, c, 3, 1, padding, groups=c, dilation=d), nn.Conv2d(c, c, 1), norm_layer(norm, c)]
         else:
             raise ValueError(f"unknown block {block}")
         self.body = nn.Sequential(*body)

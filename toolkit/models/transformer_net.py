@@ -30,8 +30,8 @@ class TransformerNet(nn.Module):
         self.stem = conv_norm_relu(3, w[0], cfg.first_kernel, 2 if cfg.strided_stem else 1, pad, norm)
         self.down = nn.Sequential(*[conv_norm_relu(w[i], w[i + 1], cfg.down_kernel, 2, pad, cfg.trunk)
                                     for i in range(len(w) - 1)])
-        self.res = nn.Sequential(*[ResidualBlock(w[-1], cfg.block, pad, cfg.trunk, cfg.bottleneck_k)
-                                   for _ in range(cfg.res_blocks)])
+        self.res = nn.Sequential(*[ResidualBlock(w[-1], cfg.block, pad, cfg.trunk, cfg.bottleneck_k, d)
+                                   for d in cfg.dilations or (1,) * cfg.res_blocks])
         # Up path mirrors the widths; a strided stem adds one more up stage at widths[0].
         up_channels = list(reversed(w)) + ([w[0]] if cfg.strided_stem else [])
         pairs = list(zip(up_channels[:-1], up_channels[1:]))
