@@ -414,6 +414,8 @@ TRAIN_CASES = [
     ("negative grain weight", ["--grain-weight", "-0.5"], "--grain-weight: must be a finite number"),
     ("nan edge weight", ["--edge-weight", "nan"], "--edge-weight: must be a finite number"),
     ("negative patch weight", ["--patch-weight", "-2"], "--patch-weight: must be a finite number"),
+    ("zero patch scale", ["--patch-scale", "0"], "--patch-scale: must be a finite number > 0"),
+    ("patch scale above 1", ["--patch-scale", "2"], "patch scale must be in (0, 1]"),
     ("negative seed", ["--seed", "-1"], "--seed: must be >= 0"),
     ("seed past 32 bits", ["--seed", str(2 ** 32)], "--seed: must be <="),
     ("negative workers", ["--workers", "-1"], "--workers: must be >= 0"),

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from toolkit.config import LossConfig
 from toolkit.losses import build_loss, gram_matrix, load_vgg
@@ -303,6 +304,21 @@ def test_patch_term_adds_to_the_perceptual_total_only_when_weighted():
     assert torch.allclose(parts["total"], plain["total"] + 2.0 * parts["patch"])
 
 
+def test_patch_term_at_a_coarser_scale_matches_the_downscaled_output_to_the_downscaled_style():
+    from toolkit.losses.perceptual import rescale
+
+    torch.manual_seed(0)
+    style, content = torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    cfg = LossConfig(loss_net="random", style_layers=("relu1_1",), content_layers=("relu1_1",), patch_weight=1.0,
+                     patch_layer="relu1_1", patch_scale=0.5)
+    with pytest.warns(UserWarning):
+        loss = build_loss(cfg, style)
+    half = loss.encoder(rescale(style, 0.5))["relu1_1"]
+    assert torch.equal(loss.patch.patches.flatten(1)[0], F.unfold(half, 3)[0, :, 0])  # the style's patches at 1/2
+    assert float(loss(style, content)["patch"]) < 1e-10  # the style, downscaled alike, is its own nearest patch
+    assert float(loss(content[:1], content[:1])["patch"]) > 0
+
+
 @pytest.mark.filterwarnings("ignore:using a random-weight VGG")
 def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(tmp_path, image_dir):
     from PIL import Image
@@ -315,7 +331,9 @@ def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(t
     Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
     assert main(["train", "--style-image", str(style), "--content-dir", str(image_dir), "--name", "p", "--arch",
                  "tiny", "--steps", "2", "--size", "32", "--batch", "2", "--workers", "0", "--sample-every", "0",
-                 "--loss-net", "random", "--patch-weight", "3", "--out", str(tmp_path / "runs")]) == 0
+                 "--loss-net", "random", "--patch-weight", "3", "--patch-scale", "0.5",
+                 "--out", str(tmp_path / "runs")]) == 0
     meta = load_checkpoint(tmp_path / "runs" / "p" / "p.safetensors").meta
     assert meta["train_config"]["loss"]["patch_weight"] == 3.0
-    assert "--patch-weight 3.0" in train_command(meta["train_config"], "p")
+    assert meta["train_config"]["loss"]["patch_scale"] == 0.5
+    assert "--patch-weight 3.0 --patch-scale 0.5" in train_command(meta["train_config"], "p")

@@ -193,7 +193,12 @@ class LossConfig:
     edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
     patch_weight: float = 0.0                    # each 3x3 feature patch to its nearest style patch (MRF): shapes
     patch_layer: str = "relu3_1"                 # the tap the patch term matches at
+    patch_scale: float = 1.0                     # ... on output and style image at this scale (0.25: 4x the reach)
     encoder_precision: str = "fp32"              # fp32 | bf16: the frozen VGG under bf16 autocast (losses stay fp32)
+
+    def __post_init__(self):
+        if not 0 < self.patch_scale <= 1:
+            raise UserError(f"patch scale must be in (0, 1], got {self.patch_scale}")
 
 
 @dataclass(frozen=True)

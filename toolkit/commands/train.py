@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
                    help="weight of the patch (MRF) style term: each 3x3 patch of the output's VGG features pulled to "
                         "its nearest patch of the style's, for the painting's shapes as well as its statistics "
                         "(0 = off)")
+    p.add_argument("--patch-scale", type=real(0.0, above=True), default=dl.patch_scale, metavar="S",
+                   help="match the patch term on output and style image at this scale (default 1; 0.25 asks for "
+                        "shapes 4x as large)")
     p.add_argument("--style-layers", type=_taps, default=dl.style_layers, metavar="TAPS",
                    help=f"comma-separated VGG taps for the Gram style loss (default {','.join(dl.style_layers)}; "
                         "the shared VGG19 reaches relu3_4)")
@@ -107,7 +110,7 @@ def run(args) -> int:
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
                       shift_weight=args.shift_weight, grain_weight=args.grain_weight, edge_weight=args.edge_weight,
-                      patch_weight=args.patch_weight,
+                      patch_weight=args.patch_weight, patch_scale=args.patch_scale,
                       style_layers=args.style_layers, content_layers=args.content_layers,
                       style_scales=args.style_scales, style_balance=args.style_balance,
                       encoder_precision=args.encoder_precision)

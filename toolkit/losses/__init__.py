@@ -11,7 +11,7 @@ def build_loss(cfg, style_image, seed: int = 0) -> PerceptualLoss:
     encoder = load_vgg(taps, net=cfg.loss_net, weights=cfg.loss_weights, seed=seed)
     return PerceptualLoss(encoder, style_image, cfg.content_layers, cfg.style_layers, cfg.style_layer_weights,
                           cfg.content_weight, cfg.style_weight, cfg.tv_weight, cfg.encoder_precision,
-                          cfg.style_scales, cfg.patch_weight, cfg.patch_layer)
+                          cfg.style_scales, cfg.patch_weight, cfg.patch_layer, cfg.patch_scale)
 
 
 def measuring_loss(style_image_path, style_size: int = 512) -> PerceptualLoss:

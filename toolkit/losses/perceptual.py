@@ -41,7 +41,7 @@ class PerceptualLoss(nn.Module):
                  style_layers: Sequence[str], style_layer_weights: Sequence[float] = (),
                  content_weight: float = 1.0, style_weight: float = 1e4, tv_weight: float = 1e-3,
                  encoder_precision: str = "fp32", style_scales: Sequence[float] = (1.0,),
-                 patch_weight: float = 0.0, patch_layer: str = "relu3_1"):
+                 patch_weight: float = 0.0, patch_layer: str = "relu3_1", patch_scale: float = 1.0):
         super().__init__()
         if encoder_precision not in ENCODER_PRECISIONS:
             raise ValueError(f"encoder precision {encoder_precision!r} is not one of {sorted(ENCODER_PRECISIONS)}")
@@ -60,15 +60,15 @@ class PerceptualLoss(nn.Module):
         self.style_scales = [float(s) for s in style_scales]
         if not self.style_scales or any(not 0 < s <= 1 for s in self.style_scales):
             raise ValueError(f"style scales must be in (0, 1], got {self.style_scales}")
-        self.patch_weight, self.patch_layer, self.patch = patch_weight, patch_layer, None
-        for i, scale in enumerate(self.style_scales):
-            with torch.no_grad():  # the style target is always computed in fp32
+        self.patch_weight, self.patch_layer, self.patch_scale, self.patch = patch_weight, patch_layer, patch_scale, None
+        with torch.no_grad():  # the style targets are always computed in fp32
+            for i, scale in enumerate(self.style_scales):
                 feats = encoder(rescale(style_image, scale))
-            for layer in self.style_layers:
-                self.register_buffer(f"gram_{layer}" + (f"_s{i}" if i else ""),
-                                     gram_matrix(feats[layer]).mean(0, keepdim=True))
-            if i == 0 and patch_weight > 0:
-                self.patch = PatchLoss(feats[patch_layer][:1])
+                for layer in self.style_layers:
+                    self.register_buffer(f"gram_{layer}" + (f"_s{i}" if i else ""),
+                                         gram_matrix(feats[layer]).mean(0, keepdim=True))
+            if patch_weight > 0:
+                self.patch = PatchLoss(encoder(rescale(style_image, patch_scale))[patch_layer][:1])
 
     def target_gram(self, layer: str, scale_index: int = 0) -> torch.Tensor:
         return getattr(self, f"gram_{layer}" + (f"_s{scale_index}" if scale_index else ""))
@@ -127,7 +127,8 @@ class PerceptualLoss(nn.Module):
         total = self.content_weight * content_l + self.style_weight * style_l + self.tv_weight * tv_l
         losses = {"content": content_l, "style": style_l, "tv": tv_l}
         if self.patch is not None:
-            losses["patch"] = self.patch(out_feats[self.patch_layer])
+            scaled = out_feats if self.patch_scale == 1 else self.encode(rescale(output, self.patch_scale))
+            losses["patch"] = self.patch(scaled[self.patch_layer])
             total = total + self.patch_weight * losses["patch"]
         return {"total": total, **losses}
 
