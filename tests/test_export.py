@@ -295,10 +295,13 @@ def test_onnx_int8_keeps_the_stem_float_so_instance_norm_cannot_magnify_its_roun
     record, dest = _export(model, "onnx", "int8", tmp_path, calibration=_photos(tmp_path))
     assert record["parity"]["min_psnr_db"] >= 30
     graph = onnx.load(str(dest)).graph
-    float_weights = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    float_weights = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer
+                     if i.data_type == onnx.TensorProto.FLOAT}
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert convs[0].input[1] in float_weights  # the stem reads float weights, no DequantizeLinear
-    assert all(c.input[1] not in float_weights for c in convs[1:])
+    for c in convs[1:]:  # the rest are quantized, but for the float Resize's channel picker (one 1 per row)
+        w = float_weights.get(c.input[1])
+        assert w is None or (set(np.unique(w)) <= {0.0, 1.0} and (w.sum(axis=1) == 1).all())
 
 
 @pytest.mark.slow
@@ -455,11 +458,51 @@ def test_onnx_int8_widens_narrow_convs_to_onnxruntimes_8bit_kernel_with_the_same
     so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(wide), so, providers=["CPUExecutionProvider"])
     fused = onnx.load(so.optimized_model_filepath).graph.node
-    assert [n.op_type for n in fused].count("Conv") == 1  # the float stem; every quantized conv is a QLinearConv
+    # float: the stem and the identity conv before the float Resize; every quantized conv is a QLinearConv
+    assert [n.op_type for n in fused].count("Conv") == 2
+    assert [n.op_type for n in fused].count("QLinearConv") >= 5
 
     x = natural_image(37, 53, seed=3)[None].transpose(0, 3, 1, 2).astype(np.float32)
     a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (wide, narrow))
     np.testing.assert_array_equal(a.run(None, {"image": x})[0], b.run(None, {"image": x})[0])
+
+
+def _optimized_ops(path, tmp_path) -> list[tuple[str, str]]:
+    """(op type, domain) of the graph onnxruntime runs on this machine (its fusions and layout rewrites applied)."""
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / f"{Path(path).stem}.optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return [(n.op_type, n.domain) for n in onnx.load(so.optimized_model_filepath).graph.node]
+
+
+@pytest.mark.slow
+def test_onnx_int8_hands_its_float_resize_to_onnxruntimes_blocked_layout_with_the_same_output(tmp_path, monkeypatch):
+    """onnxruntime runs a float Resize in its NCHWc layout (4x faster here) only after a float conv: int8 puts a 1x1
+    identity conv in front, reading the 8-bit tensor before the widening's channel Slice. Bit-identical output."""
+    if not _have("onnxruntime"):
+        pytest.skip("onnxruntime is not installed")
+    import onnxruntime as ort
+
+    from toolkit.export import onnx_graph
+
+    net, photos = tiny_model(mini_arch("nano_fine")), _photos(tmp_path)
+    _, fp32 = _export(net, "onnx", "fp32", tmp_path / "fp32")
+    if ("Upsample", "com.microsoft.nchwc") not in _optimized_ops(fp32, tmp_path):
+        pytest.skip("onnxruntime has no NCHWc layout on this CPU")
+    _, fast = _export(net, "onnx", "int8", tmp_path / "fast", calibration=photos)
+    monkeypatch.setattr(onnx_graph, "_float_resize_in_blocked_layout", lambda model: None)
+    _, plain = _export(net, "onnx", "int8", tmp_path / "plain", calibration=photos)
+
+    assert ("Upsample", "com.microsoft.nchwc") in _optimized_ops(fast, tmp_path)
+    assert not any(op == "Resize" for op, _ in _optimized_ops(fast, tmp_path))
+    assert ("Resize", "") in _optimized_ops(plain, tmp_path)
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fast, plain))
+    for h, w in ((37, 53), (64, 48)):
+        x = natural_image(h, w, seed=4)[None].transpose(0, 3, 1, 2).astype(np.float32)
+        np.testing.assert_array_equal(a.run(None, {"image": x})[0], b.run(None, {"image": x})[0])
 
 
 @pytest.mark.slow
