@@ -35,7 +35,7 @@ INT8_FORMATS = {"qdq": ("QDQ", "QInt8"), "qdq_u8": ("QDQ", "QUInt8"), "qoperator
 INT8_FORMAT = "qdq_u8"  # what exports write; benchmarks/onnx_int8_format.py sets the others to compare
 # Exact graph rewrites (toolkit/export/onnx_graph.py); benchmarks/int8_speed.py turns them off to measure them.
 PHASE_HEAD = True    # the head's full-resolution ReLU, 1x1 conv and activation run before its DepthToSpace
-INT8_CLEANUP = True  # no dequantise/quantise round trips around 8-bit Pads, Shapes, and a Resize into a norm
+INT8_CLEANUP = True  # 8-bit Pads and Shapes, no Q/DQ into a norm, narrow convs widened, the Resize in NCHWc
 D2S_TRANSPOSES = True  # the head's DepthToSpace as two one-axis transposes (fp32 1.4 -> 0.4 ms, u8 0.8-1.6 -> 0.2)
 # int8 quantises the equalised net (toolkit.export.tflite.equalise_norm_inputs: the convs feeding instance norms
 # scaled to unit std per channel, which the norms undo): worst-photo PSNR at 480x640 +1.3-1.4 dB on starry_night
