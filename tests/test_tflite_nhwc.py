@@ -12,17 +12,17 @@ import torch
 
 from conftest import mini_arch, natural_image, tiny_model
 from toolkit.errors import UserError
-from toolkit.models import ARCHS, TransformerNet, arch_config
+from toolkit.models import ARCHS, arch_config
 
 needs_litert = pytest.mark.skipif(importlib.util.find_spec("litert_torch") is None,
                                   reason="litert-torch is not installed (pip install 'toolkit[tflite]')")
 
 
-def shipped_deploy_form(head_padding="replicate", trunk_norm=None):
+def shipped_deploy_form(head_padding="replicate", trunk_norm=None, dilations=()):
     """nano_fine as the exporters receive it: the bilinear head already folded into a half-res conv + PixelShuffle
     (the fold itself is toolkit/models/deploy.py's; its weights do not matter here)."""
     return tiny_model(dataclasses.replace(arch_config("nano_fine"), head="shuffle", head_padding=head_padding,
-                                          trunk_norm=trunk_norm))
+                                          trunk_norm=trunk_norm, dilations=dilations))
 
 
 def _images(h, w, n=2):
@@ -182,8 +182,8 @@ def test_depth_to_space_fusion_leaves_other_reshapes_alone(fp32_tflite):
 
 @pytest.mark.slow
 @needs_litert
-@pytest.mark.parametrize("trunk", ["instance", "none"])
-def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_int8_adds_and_float_io(tmp_path, trunk):
+@pytest.mark.parametrize("trunk, dilations", [("instance", ()), ("none", ()), ("none", (1, 2, 2))])
+def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_int8_adds_and_float_io(tmp_path, trunk, dilations):
     from PIL import Image
 
     from toolkit.export import ExportSpec, artifact_path, export_artifact
@@ -194,7 +194,8 @@ def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_int8_adds_and_float_io
     photos.mkdir()
     for i in range(8):
         Image.fromarray((natural_image(64, 96, seed=10 + i) * 255).astype(np.uint8)).save(photos / f"c{i}.png")
-    model = shipped_deploy_form(trunk_norm=trunk)  # "none": a nano_lite net, its trunk's batch norms folded
+    # "none": a nano_lite net, its trunk's batch norms folded; dilated as nano_lite_reach
+    model = shipped_deploy_form(trunk_norm=trunk, dilations=dilations)
     dest = artifact_path(tmp_path, "t", "tflite", "int8", (64, 96))
     spec = ExportSpec(target="tflite", precision="int8", sizes=((64, 96),), style="t", calibration=(str(photos),))
     record = export_artifact(model, spec, dest)
