@@ -209,8 +209,10 @@ def _float_resize_in_blocked_layout(model) -> None:
     inits = {i.name: numpy_helper.to_array(i).tolist() for i in g.initializer if len(i.dims) <= 1}
     for resize in [n for n in g.node if n.op_type == "Resize"]:
         dq = producers.get(resize.input[0])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(consumers[dq.output[0]]) != 1:
+            continue
         kept = _channels(model, resize.input[0])
-        if dq is None or dq.op_type != "DequantizeLinear" or len(consumers[dq.output[0]]) != 1 or not kept:
+        if not kept:
             continue
         cut = producers.get(dq.input[0])
         if (cut is not None and cut.op_type == "Slice" and len(consumers[dq.input[0]]) == 1

@@ -96,11 +96,12 @@ class PerceptualLoss(nn.Module):
         return [F.mse_loss(gram_matrix(feats[t]), self.target_gram(t).expand(len(feats[t]), -1, -1)).item()
                 for t in self.style_layers]
 
-    def multiscale_style_loss(self, output: torch.Tensor, feats: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """Style loss summed over `style_scales`; `feats` are the output's features at the first scale."""
-        total = self.style_loss(feats)
+    def multiscale_style_loss(self, feats_at) -> torch.Tensor:
+        """Style loss summed over `style_scales`; `feats_at(scale)` gives the output's features at a scale, and
+        `feats_at(1.0)` the ones at the first."""
+        total = self.style_loss(feats_at(1.0))
         for i, scale in enumerate(self.style_scales[1:], start=1):
-            total = total + self.style_loss(self.encode(rescale(output, scale)), i)
+            total = total + self.style_loss(feats_at(scale), i)
         return total
 
     @staticmethod
@@ -122,13 +123,19 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             content_feats = self.encode(content)
         content_l = self.content_loss(out_feats, content_feats, self.content_layers)
-        style_l = self.multiscale_style_loss(output, out_feats)
+        encoded = {1.0: out_feats}
+
+        def feats_at(scale: float) -> dict[str, torch.Tensor]:  # each scale encoded once a step (style and patch)
+            if scale not in encoded:
+                encoded[scale] = self.encode(rescale(output, scale))
+            return encoded[scale]
+
+        style_l = self.multiscale_style_loss(feats_at)
         tv_l = total_variation(output)
         total = self.content_weight * content_l + self.style_weight * style_l + self.tv_weight * tv_l
         losses = {"content": content_l, "style": style_l, "tv": tv_l}
         if self.patch is not None:
-            scaled = out_feats if self.patch_scale == 1 else self.encode(rescale(output, self.patch_scale))
-            losses["patch"] = self.patch(scaled[self.patch_layer])
+            losses["patch"] = self.patch(feats_at(self.patch_scale)[self.patch_layer])
             total = total + self.patch_weight * losses["patch"]
         return {"total": total, **losses}
 
