@@ -387,6 +387,7 @@ TRAIN_CASES = [
     ("zero style scale", ["--style-scales", "0"], "scales in (0, 1]"),
     ("nan style scale", ["--style-scales", "nan"], "scales in (0, 1]"),
     ("style scale over 1", ["--style-scales", "1,2"], "scales in (0, 1]"),
+    ("style scales not starting at 1", ["--style-scales", "0.5,1"], "must start with 1"),
     ("no steps", ["--steps", "0"], "--steps: must be >= 1"),
     ("negative steps", ["--steps", "-1"], "--steps: must be >= 1"),
     ("huge steps", ["--steps", BIG], "--steps: must be <="),

@@ -132,10 +132,11 @@ def test_multiscale_style_loss_keeps_one_target_gram_per_scale_and_tap():
     assert float(out["style"]) > 0 and single.style_scales == [1.0]
 
 
-def test_style_scales_outside_zero_one_are_refused():
+@pytest.mark.parametrize("scales", [(2.0,), (0.5, 1.0)], ids=["over one", "first not one"])
+def test_style_scales_outside_zero_one_or_not_starting_at_one_are_refused(scales):
     with pytest.raises(ValueError, match="scales"):
         build_loss(LossConfig(loss_net="random", style_layers=("relu1_1",), content_layers=("relu1_1",),
-                              style_scales=(2.0,)), torch.rand(1, 3, 32, 32))
+                              style_scales=scales), torch.rand(1, 3, 32, 32))
 
 
 def test_deep_taps_load_the_relu3_4_weights_whose_shallow_layers_match_the_relu3_1_file():

@@ -83,6 +83,9 @@ def _scales(text: str) -> tuple[float, ...]:
         scales = ()
     if not scales or any(not 0 < s <= 1 for s in scales):
         raise argparse.ArgumentTypeError(f"{text!r} must be a comma list of scales in (0, 1], e.g. 1,0.5")
+    if scales[0] != 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must start with 1 (the full-size Grams), e.g. 1,{text}; "
+                                         "to match coarser strokes only, lower --style-size")
     return scales
 
 

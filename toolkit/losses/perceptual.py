@@ -60,6 +60,8 @@ class PerceptualLoss(nn.Module):
         self.style_scales = [float(s) for s in style_scales]
         if not self.style_scales or any(not 0 < s <= 1 for s in self.style_scales):
             raise ValueError(f"style scales must be in (0, 1], got {self.style_scales}")
+        if self.style_scales[0] != 1:  # the output's full-size features are what the first scale's Grams see
+            raise ValueError(f"style scales must start with 1, got {self.style_scales}")
         self.patch_weight, self.patch_layer, self.patch_scale, self.patch = patch_weight, patch_layer, patch_scale, None
         with torch.no_grad():  # the style targets are always computed in fp32
             for i, scale in enumerate(self.style_scales):
@@ -97,8 +99,8 @@ class PerceptualLoss(nn.Module):
                 for t in self.style_layers]
 
     def multiscale_style_loss(self, feats_at) -> torch.Tensor:
-        """Style loss summed over `style_scales`; `feats_at(scale)` gives the output's features at a scale, and
-        `feats_at(1.0)` the ones at the first."""
+        """Style loss summed over `style_scales` (the first is 1); `feats_at(scale)` gives the output's features at
+        a scale."""
         total = self.style_loss(feats_at(1.0))
         for i, scale in enumerate(self.style_scales[1:], start=1):
             total = total + self.style_loss(feats_at(scale), i)
