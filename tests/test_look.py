@@ -338,3 +338,36 @@ def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(t
     assert meta["train_config"]["loss"]["patch_weight"] == 3.0
     assert meta["train_config"]["loss"]["patch_scale"] == 0.5
     assert "--patch-weight 3.0 --patch-scale 0.5" in train_command(meta["train_config"], "p")
+
+
+def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe_with_variants(tmp_path):
+    """benchmarks/loss_ceiling.py: what a training loss asks for without a net (Gatys-style pixel optimisation)."""
+    import importlib.util
+
+    from PIL import Image
+
+    from toolkit.config import TrainConfig
+    from toolkit.train import style_loss
+
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "loss_ceiling.py"
+    spec = importlib.util.spec_from_file_location("loss_ceiling", script)
+    ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceiling)
+    style = tmp_path / "style.png"
+    Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
+    recipe = TrainConfig(style_image=str(style), loss=LossConfig(
+        loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",), style_weight=1e4,
+        temporal_weight=50.0, style_balance=True))
+    name, changes = ceiling.parse_variant("wide:style_scales=1;0.5,tv_weight=0,style_size=48")
+    cfg = ceiling.with_overrides(recipe, changes)
+    assert name == "wide" and cfg.loss.style_scales == (1.0, 0.5) and cfg.loss.tv_weight == 0 and cfg.style_size == 48
+    with pytest.raises(SystemExit, match="not a loss field"):
+        ceiling.with_overrides(recipe, {"bogus": "1"})
+    photo = torch.from_numpy(natural_image(48, 48, seed=5)).permute(2, 0, 1)[None].contiguous()
+    out, last = ceiling.optimise(recipe, photo, iters=30, lr=0.05)
+    assert out.shape == photo.shape and 0 <= out.min() and out.max() <= 1 and "temporal" not in last
+    loss = style_loss(recipe)
+    loss.balance_taps(photo)
+    assert float(loss(out, photo)["style"]) < 0.7 * float(loss(photo, photo)["style"])
