@@ -343,13 +343,12 @@ def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(t
 def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe_with_variants(tmp_path):
     """benchmarks/loss_ceiling.py: what a training loss asks for without a net (Gatys-style pixel optimisation)."""
     import importlib.util
+    from pathlib import Path
 
     from PIL import Image
 
     from toolkit.config import TrainConfig
     from toolkit.train import style_loss
-
-    from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "loss_ceiling.py"
     spec = importlib.util.spec_from_file_location("loss_ceiling", script)
