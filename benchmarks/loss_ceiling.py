@@ -33,7 +33,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 def with_overrides(cfg, overrides: dict):
     """The train config with `overrides` (strings) applied to its loss fields or style_size."""
-    loss_fields = {f.name: f for f in dataclasses.fields(cfg.loss)}
+    loss_fields = {f.name for f in dataclasses.fields(cfg.loss)}
     loss_changes, top = {}, {}
     for key, value in overrides.items():
         if key == "style_size":
@@ -43,8 +43,8 @@ def with_overrides(cfg, overrides: dict):
             loss_changes[key] = tuple(float(v) for v in items) if key == "style_scales" else tuple(items)
             if key == "style_layers":
                 loss_changes["style_layer_weights"] = ()  # rebalanced below
-        elif key in loss_fields:
-            loss_changes[key] = float(value)
+        elif key in loss_fields:  # text fields (patch_layer, encoder_precision, ...) stay text, the rest are numbers
+            loss_changes[key] = value if isinstance(getattr(cfg.loss, key), (str, type(None))) else float(value)
         else:
             raise SystemExit(f"loss_ceiling: {key!r} is not a loss field or style_size")
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, **loss_changes), **top)
@@ -52,7 +52,8 @@ def with_overrides(cfg, overrides: dict):
 
 def optimise(cfg, photo, iters: int, lr: float):
     """Pixels of `photo` (1,3,H,W) optimised by Adam under the training loss of `cfg` (as `training_losses` sums it,
-    without the temporal and shift terms, which measure a net's function), through a sigmoid so they stay in [0, 1]. Returns the image and the last losses."""
+    without the temporal and shift terms, which measure a net's function), through a sigmoid so they stay in [0, 1].
+    Returns the image and the last losses."""
     import torch
 
     from toolkit.train import style_loss, training_losses
@@ -141,11 +142,12 @@ def main(argv=None) -> int:
                                            "variants": dict(variants), "rows": rows, "mean_strength": mean})
     lines = [f"# What {args.style}'s training loss asks for (pixels optimised, no net)", "",
              f"{len(files)} eval photos at long side {args.side}, Adam lr {args.lr}, {args.iters} iterations from the "
-             "photo, the training loss without its temporal term. Style strength as in quality.md (lower = more "
-             f"stylised). Sheet: {stem.name}.png (photo | {' | '.join(names)}; below each, the centre third at 3x).",
+             "photo, the training loss without its temporal and shift terms. Style strength as in quality.md "
+             f"(lower = more stylised). Sheet: {stem.name}.png (photo | {' | '.join(names)}; below each, the centre "
+             "third at 3x).",
              "", "| variant | changes | style strength |", "|---|---|---|"]
-    lines += [f"| {n} | {', '.join(f'{k}={v}' for k, v in dict(variants).get(n, {}).items()) or '—'} | {mean[n]:.3f} |"
-              for n in names]
+    changes = {n: ", ".join(f"{k}={v}" for k, v in o.items()) for n, o in variants}
+    lines += [f"| {n} | {changes.get(n) or '—'} | {mean[n]:.3f} |" for n in names]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
