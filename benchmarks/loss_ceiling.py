@@ -82,8 +82,9 @@ def main(argv=None) -> int:
     from toolkit.fsutil import write_json
     from toolkit.losses import measuring_loss
     from toolkit.metrics import style_strength
-    from toolkit.paths import resolve_data_path, shared_data
+    from toolkit.paths import shared_data
     from toolkit.stylize import stylize_tensor
+    from toolkit.video.evaluate import style_image_for
     from toolkit.zoo import checkpoint_path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,16 +106,13 @@ def main(argv=None) -> int:
     recipe = ckpt.train_config()
     variants = [("recipe", {}), *(parse_variant(v) for v in args.variant)]
     configs = [(name, with_overrides(recipe, o)) for name, o in variants]
-    style_image = resolve_data_path(recipe.style_image)
-    if not style_image.is_file():
-        style_image = shared_data("styles", style_image.name)
-    measure = measuring_loss(style_image)
+    measure = measuring_loss(style_image_for(ckpt))
     rows, sheet = [], []
     files = list_images(shared_data("content", "eval"))[: args.photos]
     for f in tqdm(files, desc="photos"):
         rgb = resize_long_side(load_rgb(f), args.side)
+        rgb = np.ascontiguousarray(rgb[: rgb.shape[0] // 4 * 4, : rgb.shape[1] // 4 * 4])
         h, w = rgb.shape[:2]
-        rgb = np.ascontiguousarray(rgb[: h // 4 * 4, : w // 4 * 4])
         x = to_tensor(rgb)
         with torch.no_grad():
             outs = [("shipped net", stylize_tensor(ckpt.model.eval(), x))]
@@ -126,7 +124,7 @@ def main(argv=None) -> int:
         rows.append({"photo": f.name, "variant": "shipped net",
                      "style_strength": style_strength(measure, outs[0][1], x)["style_strength"]})
         cells = [rgb, *(to_numpy(y) for _, y in outs)]
-        ch, cw = h // 4 * 4 // 3, w // 4 * 4 // 3  # the centre third at 3x
+        ch, cw = h // 3, w // 3  # the centre third at 3x
         crops = [np.kron(c[ch:2 * ch, cw:2 * cw], np.ones((3, 3, 1), np.float32)) for c in cells]
         gap = lambda a: np.concatenate([a, np.ones((a.shape[0], 8, 3), np.float32)], axis=1)  # noqa: E731
         sheet += [np.concatenate([gap(c) for c in cells], axis=1),

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     from toolkit.losses import measuring_loss
     from toolkit.metrics import look_row
     from toolkit.sheets import contact_row
-    from toolkit.paths import resolve_data_path, shared_data
+    from toolkit.paths import shared_data
+    from toolkit.video.evaluate import style_image_for
     from toolkit.zoo import checkpoint_path, shipped_styles
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -90,10 +91,7 @@ def main(argv=None) -> int:
     for style in styles:
         ckpt = load_checkpoint(checkpoint_path(overrides.get(style, style)))
         model = ckpt.model.eval()
-        style_image = resolve_data_path(ckpt.train_config().style_image)
-        if not style_image.is_file():
-            style_image = shared_data("styles", style_image.name)
-        loss = measuring_loss(style_image)
+        loss = measuring_loss(style_image_for(ckpt))
         per_photo, sheet = [], []
         for i, (name, rgb) in enumerate(images):
             row, out = look_row(model, loss, rgb)
