@@ -371,3 +371,30 @@ def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe
     loss = style_loss(recipe)
     loss.balance_taps(photo)
     assert float(loss(out, photo)["style"]) < 0.7 * float(loss(photo, photo)["style"])
+
+
+def test_the_seed_probe_starts_as_the_net_and_adds_a_screen_fixed_texture_of_coprime_periods():
+    """benchmarks/seed_probe.py: two learned tiles pinned to the screen, added to the stem through a zero 1x1 conv."""
+    import importlib.util
+    from pathlib import Path
+
+    from torch import nn
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_probe.py"
+    spec = importlib.util.spec_from_file_location("seed_probe", script)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    net = tiny_model().eval()
+    x = torch.from_numpy(natural_image(40, 56, seed=2)).permute(2, 0, 1)[None].contiguous()
+    with torch.no_grad():
+        before = net(x)
+        seed = probe.screen_seed([4, 6], 2, net.config.widths[0])
+        net.stem = nn.Sequential(net.stem, seed)
+        assert torch.equal(net(x), before)  # the projection starts at zero: the same function
+        nn.init.normal_(seed.proj.weight)
+        tex = seed.texture(25, 30)
+        assert tex.shape == (1, net.config.widths[0], 25, 30)
+        assert torch.allclose(tex[..., 12:, :], tex[..., :13, :])  # repeats every lcm(4, 6) = 12 pixels
+        assert not torch.allclose(tex[..., 6:, :], tex[..., :19, :])  # but not every 6
+        assert not torch.allclose(net(x), before)
+        assert torch.equal(net(x), net(x))  # a fixed texture: no randomness at run time
