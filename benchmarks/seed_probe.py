@@ -153,7 +153,8 @@ def main(argv=None) -> int:
     save_image(RESULTS / f"{stem}.png", np.concatenate(
         [np.concatenate([a, gap, b[:, b.shape[1] // 4:]], axis=1) for a, b in zip(left, right)], axis=0))
     recipe = {"periods": periods, "channels": args.channels, "scales": args.scales, "steps": args.steps,
-              "lr": args.lr, "seed_lr": args.seed_lr, "noise_weight": noise_weight, "init": args.init and "probe"}
+              "lr": args.lr, "seed_lr": args.seed_lr, "noise_weight": noise_weight,
+              "init": Path(args.init).name if args.init else None}
     write_json(RESULTS / f"{stem}.json", {"style": args.style, "recipe": recipe, "rows": rows})
     lines = [f"# Screen-space seed probe: {args.style}", "",
              f"{recipe}", "",
