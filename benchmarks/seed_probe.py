@@ -17,6 +17,7 @@ crops) and seed_probe_<style>.safetensors (the tiles, the projection and the net
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 import sys
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     noise_weight = base.loss.temporal_weight if args.noise_weight is None else args.noise_weight
     cfg = dataclasses.replace(base, steps=args.steps, freeze_batch_stats=True, workers=1, loss=dataclasses.replace(
         base.loss, temporal_weight=0.0, style_scales=tuple(float(s) for s in args.scales.split(","))))
-    net = load_checkpoint(checkpoint_path(args.style)).model
+    net = copy.deepcopy(shipped.model)
     periods = [int(p) for p in args.periods.split(",")]
     seed = screen_seed(periods, args.channels, net.config.widths[0])
     net.stem = nn.Sequential(net.stem, seed)
@@ -131,14 +132,14 @@ def main(argv=None) -> int:
 
     loss = measuring_loss(style_image_for(shipped))
     images = photos(768)
-    rows, sheet = {}, []
+    rows, sheets = {}, {"shipped": [], "seeded": []}
     for which, model in (("shipped", shipped.model.eval()), ("seeded", net)):
         per_photo = []
         for i, (name, rgb) in enumerate(images):
             row, out = look_row(model, loss, rgb)
             per_photo.append({"photo": name, **row})
             if i < 4:
-                sheet.append((which, i, contact_row(rgb, out)))
+                sheets[which].append(contact_row(rgb, out))
         rows[which] = {"style_strength": float(np.mean([r["style_strength"] for r in per_photo])),
                        "grain": float(np.mean([r["grain"] for r in per_photo])),
                        "photo_grain": float(np.mean([r["photo_grain"] for r in per_photo])),
@@ -147,11 +148,9 @@ def main(argv=None) -> int:
         r = rows[which]
         print(f"{which:8s} strength {r['style_strength']:.3f} grain {r['grain']:.3f} stripe {r['edge_stripe_max']:.3f}"
               f" stability {r['stability_db_min']:.1f} dB", flush=True)
-    left = [s for w, _, s in sheet if w == "shipped"]
-    right = [s for w, _, s in sheet if w == "seeded"]
-    gap = np.ones((left[0].shape[0], 16, 3), np.float32)
+    gap = np.ones((sheets["shipped"][0].shape[0], 16, 3), np.float32)
     save_image(RESULTS / f"{stem}.png", np.concatenate(
-        [np.concatenate([a, gap, b[:, b.shape[1] // 4:]], axis=1) for a, b in zip(left, right)], axis=0))
+        [np.concatenate([a, gap, b[:, b.shape[1] // 4:]], axis=1) for a, b in zip(*sheets.values())], axis=0))
     recipe = {"periods": periods, "channels": args.channels, "scales": args.scales, "steps": args.steps,
               "lr": args.lr, "seed_lr": args.seed_lr, "noise_weight": noise_weight,
               "init": Path(args.init).name if args.init else None}
