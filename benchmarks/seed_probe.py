@@ -8,10 +8,10 @@ pinned to the screen like frost on a window pane. It is fine-tuned with the styl
 scales; the synthetic-motion stability term keeps only its noise part (its warp part would ask the pane's frost to
 move with the scene). Then it is measured like quality.py on the 13 unseen photos, beside the shipped net.
 
-    python benchmarks/seed_probe.py --style frost --steps 300 [--periods 40,56] [--channels 4]
+    python benchmarks/seed_probe.py --style frost --steps 300 [--periods 40,56] [--channels 4] [--label L]
 
-Writes benchmarks/results/seed_probe_<style>.{md,json}, seed_probe_<style>.png (shipped | seeded, 100% and 300%
-crops) and seed_probe_<style>.safetensors (the tiles, the projection and the net, to continue from with --init).
+Writes benchmarks/results/seed_probe_<style>[_L].{md,json}, a .png beside them (shipped | seeded, 100% and 300%
+crops) and a .safetensors (the tiles, the projection and the net, to continue from with --init).
 """
 
 from __future__ import annotations
