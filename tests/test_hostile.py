@@ -395,6 +395,8 @@ TRAIN_CASES = [
     ("nan steps", ["--steps", "nan"], "is not a whole number"),
     ("zero size", ["--size", "0"], "--size: must be >= 16"),
     ("size off 16", ["--size", "17"], "multiple of 16"),
+    ("frame crops over 1", ["--frame-crops", "1.5"], "fraction of the crops"),
+    ("negative frame crops", ["--frame-crops", "-0.1"], "--frame-crops: must be a finite number >= 0"),
     ("huge size", ["--size", "65536"], "MP limit"),
     ("zero style size", ["--style-size", "0"], "--style-size: must be >= 1"),
     ("huge style size", ["--style-size", BIG], "MP limit"),

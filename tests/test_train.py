@@ -81,6 +81,22 @@ def test_a_folder_of_only_unreadable_photos_stops_with_the_decode_error(tmp_path
             ContentCrops(bad, 16, seed=0)[0]
 
 
+def test_frame_crops_are_corners_of_the_photo_and_leave_other_crops_as_they_were():
+    from toolkit.data.images import random_crop
+
+    photo = np.zeros((64, 96, 3), np.float32)
+    photo[:2], photo[-2:], photo[:, :2], photo[:, -2:] = 1, 1, 1, 1  # a white frame round a black photo
+
+    def corner(crop):  # one of its rows and one of its columns on the photo's frame
+        return max(crop[0].mean(), crop[-1].mean()) > 0.3 and max(crop[:, 0].mean(), crop[:, -1].mean()) > 0.3
+
+    assert all(corner(random_crop(photo, 32, np.random.default_rng(s), frame=1.0)) for s in range(20))
+    assert sum(corner(random_crop(photo, 32, np.random.default_rng(s))) for s in range(20)) <= 3
+    for seed in range(20):  # frame=0 draws nothing extra: the crops of every earlier run stay the same
+        assert np.array_equal(random_crop(photo, 32, np.random.default_rng(seed)),
+                              random_crop(photo, 32, np.random.default_rng(seed), frame=0.0))
+
+
 @pytest.mark.filterwarnings("ignore:using a random-weight VGG")
 def test_training_is_deterministic_with_a_seed(tmp_path, style_png, image_dir):
     a = train(config(style_png, image_dir, steps=4), out_root=tmp_path / "a", progress=False)

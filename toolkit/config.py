@@ -218,6 +218,8 @@ class TrainConfig:
     checkpoint_every: int = 50
     init: str | None = None                      # start from this checkpoint's weights (same arch): fine-tuning
     freeze_batch_stats: bool = False             # batch norms normalise by their running statistics, as exported
+    frame_crops: float = 0.0                     # fraction of training crops taken at a corner of the photo, so
+                                                 # the net learns the photo's own frame (see random_crop)
     loss: LossConfig = field(default_factory=LossConfig)
 
     @staticmethod

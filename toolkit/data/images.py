@@ -137,8 +137,12 @@ def resize_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
-def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Resize so the short side is size x U(1, 1.6) (zooms vary), then take a random size x size crop, maybe mirrored."""
+def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator, frame: float = 0.0) -> np.ndarray:
+    """Resize so the short side is size x U(1, 1.6) (zooms vary), then take a random size x size crop, maybe mirrored.
+
+    With probability `frame` the crop is a corner of the photo instead: a random crop almost never touches the
+    photo's own frame (its edge rows, with their vignetting, resampling halos and scan lines), yet every photo a user
+    stylises has one, so a net trained on inner crops alone meets it first at inference."""
     from PIL import Image
 
     h, w = rgb.shape[:2]
@@ -146,6 +150,8 @@ def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     im = Image.fromarray(to_uint8(rgb)).resize((nw, nh), Image.Resampling.BILINEAR)
     top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
+    if frame and rng.random() < frame:  # drawn only when asked: frame=0 keeps every earlier run's crops
+        top, left = (nh - size) * rng.integers(2), (nw - size) * rng.integers(2)
     crop = np.asarray(im, dtype=np.float32)[top: top + size, left: left + size] / 255.0
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
@@ -159,8 +165,8 @@ class ContentCrops(Dataset):
     still deterministically), so one bad file does not stop a long training partway; a folder where MAX_DRAWS draws
     in a row fail stops it with the decode error."""
 
-    def __init__(self, files: list[Path], size: int, seed: int):
-        self.files, self.size, self.seed = files, size, seed
+    def __init__(self, files: list[Path], size: int, seed: int, frame: float = 0.0):
+        self.files, self.size, self.seed, self.frame = files, size, seed, frame
         self.skipped: set[str] = set()  # the decode errors already warned about
 
     def __len__(self) -> int:
@@ -180,6 +186,6 @@ class ContentCrops(Dataset):
                 if exc.args[0] not in self.skipped:
                     self.skipped.add(exc.args[0])
                     warnings.warn(f"skipping a training photo: {exc}", stacklevel=2)
-            crop = random_crop(rgb, self.size, rng)
+            crop = random_crop(rgb, self.size, rng, self.frame)
             return torch.from_numpy(crop.transpose(2, 0, 1).copy())
         raise failed[-1]

@@ -83,7 +83,8 @@ def train_command(cfg: dict, name: str) -> str:
             + (f" --patch-weight {loss['patch_weight']}" if loss.get("patch_weight") else "")
             + (f" --patch-scale {loss['patch_scale']}" if loss.get("patch_scale", 1.0) != 1.0 else "")
             + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else "")
-            + (" --freeze-batch-stats" if cfg.get("freeze_batch_stats") else ""))
+            + (" --freeze-batch-stats" if cfg.get("freeze_batch_stats") else "")
+            + (f" --frame-crops {cfg['frame_crops']}" if cfg.get("frame_crops") else ""))
 
 
 def eval_photos(limit: int = 6) -> list[Path]:
