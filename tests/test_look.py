@@ -50,6 +50,31 @@ def test_edge_stripe_finds_a_bright_ring_the_photo_does_not_have():
     assert edge_stripe(out, photo) > 0.15  # +0.3, less where the photo is already near white
 
 
+def test_the_quality_benchmark_finds_a_stripe_drawn_at_one_size_only():
+    """benchmarks/quality.py measures the stripe at several long sides too: a frame at one size is still a frame."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+    spec = importlib.util.spec_from_file_location("quality_benchmark", script)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+
+    class FrameAt48(torch.nn.Module):  # the identity, but a bright bottom ring when the input is 48 px wide
+        min_side = 8
+
+        def forward(self, x):
+            if x.shape[-1] != 48:
+                return x
+            y = x.clone()
+            y[..., -2:, :] = (y[..., -2:, :] + 0.3).clamp(0, 1)
+            return y
+
+    photo = natural_image(64, 80)
+    assert quality.stripe_at(FrameAt48(), photo, 64) < 0.02
+    assert quality.stripe_at(FrameAt48(), photo, 48) > 0.1  # +0.3, less where the photo is near white
+
+
 def test_edge_term_is_zero_for_the_photos_own_border_and_sees_a_stripe_at_every_width():
     from toolkit.losses.edges import edge_stripes
 
