@@ -123,7 +123,7 @@ def main(argv=None) -> int:
                                                                         "photo_grain")}
         rows.append({"style": style, "checkpoint": str(overrides.get(style, f"zoo:{style}")),
                      "arch": ckpt.meta["train_config"].get("arch"), "macs_480x640": count_macs(model, 480, 640),
-                     **mean, "edge_stripe_max": max(max(r["edge_stripe"], *r["edge_stripe_sizes"].values())
+                     **mean, "edge_stripe_max": max(max([r["edge_stripe"], *r["edge_stripe_sizes"].values()])
                                                     for r in per_photo),
                      "stability_db_min": min(r["stability_db"] for r in per_photo),
                      "int8_psnr_db_min": None if style in overrides else onnx_psnr(style, [im for _, im in images]),
