@@ -123,8 +123,8 @@ def main(argv=None) -> int:
                                                                         "photo_grain")}
         rows.append({"style": style, "checkpoint": str(overrides.get(style, f"zoo:{style}")),
                      "arch": ckpt.meta["train_config"].get("arch"), "macs_480x640": count_macs(model, 480, 640),
-                     **mean, "edge_stripe_max": max(max([r["edge_stripe"], *r["edge_stripe_sizes"].values()])
-                                                    for r in per_photo),
+                     **mean, "edge_stripe_max": max(v for r in per_photo
+                                                    for v in (r["edge_stripe"], *r["edge_stripe_sizes"].values())),
                      "stability_db_min": min(r["stability_db"] for r in per_photo),
                      "int8_psnr_db_min": None if style in overrides else onnx_psnr(style, [im for _, im in images]),
                      "per_photo": per_photo})
@@ -153,8 +153,8 @@ def main(argv=None) -> int:
     lines = [f"# Look of the shipped styles{' (' + args.label + ')' if args.label else ''}", "",
              f"{len(images)} photos none of the styles trained on (eval set + Sintel frames), native size up to "
              f"{args.max_side} px. Goals: style strength <= {GOAL_STRENGTH}, grain within 10% of the photos' own, "
-             f"edge stripe <= {GOAL_STRIPE} (worst photo, at native size and long sides {args.stripe_sides}), stability (output PSNR under 1/255 sensor noise, worst photo) >= "
-             f"{GOAL_STABILITY:g} dB. Contact sheets: quality{label}/<style>.png (photo | output | 100% crop "
+             f"edge stripe <= {GOAL_STRIPE} (worst photo, at native size and long sides {args.stripe_sides}), "
+             f"stability (output PSNR under 1/255 sensor noise, worst photo) >= {GOAL_STABILITY:g} dB. Contact sheets: quality{label}/<style>.png (photo | output | 100% crop "
              "of a flat area | 300% crop).", "",
              "| style | arch | GMAC 480x640 | style strength | grain (photos) | edge stripe | stability | "
              "content loss | ONNX int8 vs fp32 (worst) |", "|---|---|---|---|---|---|---|---|---|"]

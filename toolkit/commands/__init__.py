@@ -8,6 +8,7 @@ command writes, named in each command's help."""
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def csv(text: str) -> list[str]:
@@ -52,18 +53,17 @@ def whole(minimum: int, maximum: int | None = None):
     return parse
 
 
-def real(minimum: float = 0.0, above: bool = False):
-    """An argparse type: a finite number >= minimum (> minimum when `above`); nan, inf and '1e400' are refused."""
-    import math
-
-    bound = f"{'>' if above else '>='} {minimum:g}"
+def real(minimum: float = 0.0, above: bool = False, maximum: float = math.inf):
+    """An argparse type: a finite number >= minimum (> minimum when `above`) and <= maximum; nan, inf and '1e400' are
+    refused."""
+    bound = f"{'>' if above else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum < math.inf else "")
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < minimum or (above and value == minimum):
+        if not math.isfinite(value) or value < minimum or (above and value == minimum) or value > maximum:
             raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text}")
         return value
 

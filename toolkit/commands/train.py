@@ -60,7 +60,7 @@ def add_arguments(p) -> None:
     p.add_argument("--freeze-batch-stats", action="store_true",
                    help="batch norms (nano_lite's trunk) normalise by their running statistics, as the exported net "
                         "does, instead of each batch's: fine-tunes the function that ships")
-    p.add_argument("--frame-crops", type=real(), default=d.frame_crops, metavar="P",
+    p.add_argument("--frame-crops", type=real(maximum=1), default=d.frame_crops, metavar="P",
                    help="fraction of training crops taken at a corner of the photo (default 0): the net learns the "
                         "photo's own frame, against stripes along the border of stylised photos")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
@@ -111,8 +111,6 @@ def run(args) -> int:
     # the numbers' own ranges are checked while parsing (toolkit.commands.whole / real)
     if args.size % 16:
         raise UserError(f"--size {args.size} must be a multiple of 16")
-    if args.frame_crops > 1:
-        raise UserError(f"--frame-crops {args.frame_crops} is a fraction of the crops; give a number from 0 to 1")
     check_pixels(args.size, args.size * args.batch, "--size x --batch")
     check_pixels(args.style_size, args.style_size, "--style-size")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,

@@ -98,9 +98,8 @@ def nano_fine() -> ArchConfig:
 def nano_lite_fine() -> ArchConfig:
     """nano_lite (instance norm at the ends, batch norm folded in the trunk) with nano_fine's full-resolution head.
 
-    Five of the seven shipped styles (all but great_wave and starry_night, on nano_deep_lite) run on it; six did from
-    session 13 to 19. Each was moved
-    from its nano_fine net: 200-300 steps with its own recipe (lr 1e-3; the trunk learns batch statistics), then
+    Five of the seven shipped styles (all but great_wave and starry_night, on nano_deep_lite) run on it (six in
+    sessions 13-19). Each was moved from its nano_fine net: 200-300 steps with its own recipe (lr 1e-3; the trunk learns batch statistics), then
     100-300 with `--freeze-batch-stats` (lr 3e-4), which trains the function that ships (the batch norms on their
     running statistics, as the export folds them). Without the second phase the_scream scored 0.103 on the 13 unseen
     photos (nano_fine: 0.078); with it, 0.080. onnxruntime int8 runs 1.48-1.53x its fp32 (nano_fine: 1.27-1.42x).
