@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from toolkit.config import LossConfig
 from toolkit.losses import build_loss, gram_matrix, load_vgg
 from toolkit.losses.shift import shift_equivariance
-from toolkit.metrics import edge_stripe, flat_mask, grain
+from toolkit.metrics import edge_stripe, flat_mask, grain, line_steps, stripe_context
 from toolkit.paths import portable_path, resolve_data_path
 
 from conftest import natural_image, require_shared, tiny_model
@@ -50,8 +50,7 @@ def test_edge_stripe_finds_a_bright_ring_the_photo_does_not_have():
     assert edge_stripe(out, photo) > 0.15  # +0.3, less where the photo is already near white
 
 
-def test_the_quality_benchmark_finds_a_stripe_drawn_at_one_size_only():
-    """benchmarks/quality.py measures the stripe at several long sides too: a frame at one size is still a frame."""
+def quality_benchmark():
     import importlib.util
     from pathlib import Path
 
@@ -59,20 +58,67 @@ def test_the_quality_benchmark_finds_a_stripe_drawn_at_one_size_only():
     spec = importlib.util.spec_from_file_location("quality_benchmark", script)
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
+    return quality
 
-    class FrameAt48(torch.nn.Module):  # the identity, but a bright bottom ring when the input is 48 px wide
-        min_side = 8
 
-        def forward(self, x):
-            if x.shape[-1] != 48:
-                return x
-            y = x.clone()
-            y[..., -2:, :] = (y[..., -2:, :] + 0.3).clamp(0, 1)
-            return y
+class FrameAt48(torch.nn.Module):
+    """The identity, but a bright bottom ring when the input is 48 px wide."""
+    min_side = 8
 
+    def forward(self, x):
+        if x.shape[-1] != 48:
+            return x
+        y = x.clone()
+        y[..., -2:, :] = (y[..., -2:, :] + 0.3).clamp(0, 1)
+        return y
+
+
+def test_the_quality_benchmark_finds_a_stripe_drawn_at_one_size_only():
+    """benchmarks/quality.py measures the stripe at several long sides too: a frame at one size is still a frame."""
+    quality = quality_benchmark()
     photo = natural_image(64, 80)
     assert quality.stripe_at(FrameAt48(), photo, 64) < 0.02
     assert quality.stripe_at(FrameAt48(), photo, 48) > 0.1  # +0.3, less where the photo is near white
+
+
+def test_the_quality_benchmark_reports_where_the_worst_stripe_is_and_that_a_drawn_frame_is_one():
+    quality = quality_benchmark()
+    images = [("plain.png", natural_image(64, 80, seed=1)), ("framed.png", natural_image(64, 80, seed=2))]
+    per_photo = [{"photo": name, "edge_stripe": 0.0,
+                  "edge_stripe_sizes": {side: quality.stripe_at(FrameAt48(), rgb, side) for side in (48, 64)}}
+                 for name, rgb in images]
+    per_photo[0]["edge_stripe_sizes"] = {48: 0.01, 64: 0.0}  # only the second photo's frame counts
+    worst = quality.worst_stripe(FrameAt48(), images, per_photo)
+    assert (worst["photo"], worst["long_side"], worst["side"]) == ("framed.png", 48, "bottom")
+    assert worst["stripe"] > 0.1 and worst["stripe"] > 2 * worst["inner_max"]
+
+
+def test_line_steps_start_at_the_border_step_and_move_inward():
+    from toolkit.losses.edges import border_steps
+    from toolkit.metrics import _luma
+
+    photo = natural_image(60, 72)
+    steps = line_steps(photo, depth=40)
+    assert steps.shape == (4, 40)
+    np.testing.assert_allclose(steps[:, 0], border_steps(_luma(photo), 2), atol=1e-12)
+    lined = photo.copy()
+    lined[-12:-10] = 1.0  # a white line 10 px above the bottom: the bottom side's step at k = 10
+    assert (line_steps(lined) - line_steps(photo))[1].argmax() == 10
+
+
+def test_stripe_context_tells_a_drawn_frame_from_a_style_that_redraws_the_photos_lines():
+    photo = natural_image(64, 96)
+    framed = photo.copy()
+    framed[-2:] = np.clip(framed[-2:] - 0.25, 0, 1)  # a dark frame at the bottom alone
+    frame = stripe_context(framed, photo)
+    assert frame["side"] == "bottom" and frame["stripe"] > 0.1 > frame["inner_max"]
+    lines = photo.copy()
+    lines[(np.arange(64) - 6) % 8 < 2] = 0.9  # 2-px bright horizontal lines every 8 px, the last in the bottom ring
+    muted = lines.copy()
+    muted[(lines == 0.9).all(axis=(1, 2))] = 0.6  # a style that dims every one of them alike
+    redrawn = stripe_context(muted, lines)
+    assert redrawn["side"] == "bottom" and redrawn["stripe"] > 0.05
+    assert redrawn["stripe"] == pytest.approx(redrawn["inner_max"])  # the lines inside changed as much
 
 
 def test_edge_term_is_zero_for_the_photos_own_border_and_sees_a_stripe_at_every_width():
