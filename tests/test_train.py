@@ -20,7 +20,7 @@ from toolkit.checkpoint import load_checkpoint, save_checkpoint
 from toolkit.config import LossConfig, TrainConfig
 from toolkit.train import train
 
-from conftest import tiny_model
+from conftest import natural_image, tiny_model
 
 LOSS = LossConfig(loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",))
 
@@ -95,6 +95,25 @@ def test_frame_crops_are_corners_of_the_photo_and_leave_other_crops_as_they_were
     for seed in range(20):  # frame=0 draws nothing extra: the crops of every earlier run stay the same
         assert np.array_equal(random_crop(photo, 32, np.random.default_rng(seed)),
                               random_crop(photo, 32, np.random.default_rng(seed), frame=0.0))
+
+
+def test_edge_ramps_brighten_or_darken_one_side_of_a_crop_and_leave_other_crops_as_they_were():
+    from toolkit.data.images import edge_ramp, random_crop
+
+    flat = np.full((40, 40, 3), 0.5, np.float32)
+    for seed in range(20):
+        diff = (edge_ramp(flat, np.random.default_rng(seed)) - flat)[..., 0]
+        changed = np.argwhere(np.abs(diff) > 1e-6)
+        rows, cols = np.ptp(changed[:, 0]) + 1, np.ptp(changed[:, 1]) + 1
+        assert sorted((rows, cols))[0] <= 12 and sorted((rows, cols))[1] == 40  # a band along one whole side
+        assert 0.03 <= np.abs(diff).max() <= 0.15 + 1e-6
+        assert len(np.unique(np.sign(diff[np.abs(diff) > 1e-6]))) == 1  # all brighter or all darker
+    photo = natural_image(64, 96)
+    assert all(not np.array_equal(random_crop(photo, 32, np.random.default_rng(s)),
+                                  random_crop(photo, 32, np.random.default_rng(s), ramps=1.0)) for s in range(10))
+    for seed in range(10):  # ramps=0 draws nothing extra
+        assert np.array_equal(random_crop(photo, 32, np.random.default_rng(seed), frame=0.5),
+                              random_crop(photo, 32, np.random.default_rng(seed), frame=0.5, ramps=0.0))
 
 
 @pytest.mark.filterwarnings("ignore:using a random-weight VGG")

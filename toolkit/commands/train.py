@@ -63,6 +63,9 @@ def add_arguments(p) -> None:
     p.add_argument("--frame-crops", type=real(maximum=1), default=d.frame_crops, metavar="P",
                    help="fraction of training crops taken at a corner of the photo (default 0): the net learns the "
                         "photo's own frame, against stripes along the border of stylised photos")
+    p.add_argument("--edge-ramps", type=real(maximum=1), default=d.edge_ramps, metavar="P",
+                   help="fraction of training crops brightened or darkened toward one side over 2-12 px (default 0): "
+                        "with --edge-weight the net learns to keep such a step where a photo has one")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="restart runs/<name> from scratch")
@@ -124,7 +127,8 @@ def run(args) -> int:
                       steps=args.steps, size=args.size, style_size=args.style_size, batch=args.batch, lr=args.lr,
                       seed=args.seed, workers=args.workers, sample_every=args.sample_every,
                       checkpoint_every=args.checkpoint_every, init=_init_path(args.init),
-                      freeze_batch_stats=args.freeze_batch_stats, frame_crops=args.frame_crops, loss=loss)
+                      freeze_batch_stats=args.freeze_batch_stats, frame_crops=args.frame_crops,
+                      edge_ramps=args.edge_ramps, loss=loss)
     path = train(cfg, out_root=args.out, resume=args.resume, overwrite=args.overwrite)
     print(path)
     return 0

@@ -137,12 +137,24 @@ def resize_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255.0
 
 
-def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator, frame: float = 0.0) -> np.ndarray:
+def edge_ramp(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The crop brightened or darkened toward one random side: by 0.03-0.15 at the border, falling linearly to 0
+    over 2-12 px (what vignetting, resampling halos or a strip of water do at a photo's edge)."""
+    side, width = int(rng.integers(4)), int(rng.integers(2, 13))
+    amplitude = rng.uniform(0.03, 0.15) * rng.choice((-1.0, 1.0))
+    turned = np.rot90(crop, side).copy()  # that side on top
+    turned[:width] += (amplitude * (1 - np.arange(width) / width)).astype(np.float32)[:, None, None]
+    return np.clip(np.rot90(turned, -side), 0, 1)
+
+
+def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator, frame: float = 0.0,
+                ramps: float = 0.0) -> np.ndarray:
     """Resize so the short side is size x U(1, 1.6) (zooms vary), then take a random size x size crop, maybe mirrored.
 
     With probability `frame` the crop is a corner of the photo instead: a random crop almost never touches the
     photo's own frame (its edge rows, with their vignetting, resampling halos and scan lines), yet every photo a user
-    stylises has one, so a net trained on inner crops alone meets it first at inference."""
+    stylises has one, so a net trained on inner crops alone meets it first at inference. With probability `ramps`
+    the crop gets an `edge_ramp`, so the net sees many such frames (the edge loss asks it to keep their steps)."""
     from PIL import Image
 
     h, w = rgb.shape[:2]
@@ -155,6 +167,8 @@ def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator, frame: flo
     crop = np.asarray(im, dtype=np.float32)[top: top + size, left: left + size] / 255.0
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
+    if ramps and rng.random() < ramps:  # drawn only when asked, as frame
+        crop = edge_ramp(crop, rng)
     return np.ascontiguousarray(crop)
 
 
@@ -165,8 +179,8 @@ class ContentCrops(Dataset):
     still deterministically), so one bad file does not stop a long training partway; a folder where MAX_DRAWS draws
     in a row fail stops it with the decode error."""
 
-    def __init__(self, files: list[Path], size: int, seed: int, frame: float = 0.0):
-        self.files, self.size, self.seed, self.frame = files, size, seed, frame
+    def __init__(self, files: list[Path], size: int, seed: int, frame: float = 0.0, ramps: float = 0.0):
+        self.files, self.size, self.seed, self.frame, self.ramps = files, size, seed, frame, ramps
         self.skipped: set[str] = set()  # the decode errors already warned about
 
     def __len__(self) -> int:
@@ -186,6 +200,6 @@ class ContentCrops(Dataset):
                 if exc.args[0] not in self.skipped:
                     self.skipped.add(exc.args[0])
                     warnings.warn(f"skipping a training photo: {exc}", stacklevel=2)
-            crop = random_crop(rgb, self.size, rng, self.frame)
+            crop = random_crop(rgb, self.size, rng, self.frame, self.ramps)
             return torch.from_numpy(crop.transpose(2, 0, 1).copy())
         raise failed[-1]
