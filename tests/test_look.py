@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from toolkit.config import LossConfig
 from toolkit.losses import build_loss, gram_matrix, load_vgg
 from toolkit.losses.shift import shift_equivariance
-from toolkit.metrics import edge_stripe, flat_mask, grain, line_steps, stripe_context
+from toolkit.metrics import edge_stripe, flat_mask, grain
 from toolkit.paths import portable_path, resolve_data_path
 
 from conftest import natural_image, require_shared, tiny_model
@@ -81,44 +81,27 @@ def test_the_quality_benchmark_finds_a_stripe_drawn_at_one_size_only():
     assert quality.stripe_at(FrameAt48(), photo, 48) > 0.1  # +0.3, less where the photo is near white
 
 
-def test_the_quality_benchmark_reports_where_the_worst_stripe_is_and_that_a_drawn_frame_is_one():
+def test_the_quality_benchmark_reports_where_the_stripe_is_worst_and_whether_the_border_draws_it():
     quality = quality_benchmark()
     images = [("plain.png", natural_image(64, 80, seed=1)), ("framed.png", natural_image(64, 80, seed=2))]
-    per_photo = [{"photo": name, "edge_stripe": 0.0,
-                  "edge_stripe_sizes": {side: quality.stripe_at(FrameAt48(), rgb, side) for side in (48, 64)}}
+    per_photo = [{"photo": name, "edge_stripe": 0.0, "edge_stripe_sizes": {48: quality.stripe_at(FrameAt48(), rgb, 48)}}
                  for name, rgb in images]
-    per_photo[0]["edge_stripe_sizes"] = {48: 0.01, 64: 0.0}  # only the second photo's frame counts
+    per_photo[0]["edge_stripe_sizes"] = {48: 0.01}  # only the second photo's frame counts
     worst = quality.worst_stripe(FrameAt48(), images, per_photo)
-    assert (worst["photo"], worst["long_side"], worst["side"]) == ("framed.png", 48, "bottom")
-    assert worst["stripe"] > 0.1 and worst["stripe"] > 2 * worst["inner_max"]
+    assert (worst["photo"], worst["long_side"]) == ("framed.png", 48)
+    assert worst["stripe"] > 0.1 and worst["no_border"] < 0.01  # mirrored past its edge, the frame is gone
 
+    class Invert(torch.nn.Module):  # a "style" that turns every step over, at the border as anywhere
+        min_side = 8
 
-def test_line_steps_start_at_the_border_step_and_move_inward():
-    from toolkit.losses.edges import border_steps
-    from toolkit.metrics import _luma
+        def forward(self, x):
+            return 1 - x
 
-    photo = natural_image(60, 72)
-    steps = line_steps(photo, depth=40)
-    assert steps.shape == (4, 40)
-    np.testing.assert_allclose(steps[:, 0], border_steps(_luma(photo), 2), atol=1e-12)
-    lined = photo.copy()
-    lined[-12:-10] = 1.0  # a white line 10 px above the bottom: the bottom side's step at k = 10
-    assert (line_steps(lined) - line_steps(photo))[1].argmax() == 10
-
-
-def test_stripe_context_tells_a_drawn_frame_from_a_style_that_redraws_the_photos_lines():
-    photo = natural_image(64, 96)
-    framed = photo.copy()
-    framed[-2:] = np.clip(framed[-2:] - 0.25, 0, 1)  # a dark frame at the bottom alone
-    frame = stripe_context(framed, photo)
-    assert frame["side"] == "bottom" and frame["stripe"] > 0.1 > frame["inner_max"]
-    lines = photo.copy()
-    lines[(np.arange(64) - 6) % 8 < 2] = 0.9  # 2-px bright horizontal lines every 8 px, the last in the bottom ring
-    muted = lines.copy()
-    muted[(lines == 0.9).all(axis=(1, 2))] = 0.6  # a style that dims every one of them alike
-    redrawn = stripe_context(muted, lines)
-    assert redrawn["side"] == "bottom" and redrawn["stripe"] > 0.05
-    assert redrawn["stripe"] == pytest.approx(redrawn["inner_max"])  # the lines inside changed as much
+    photo = natural_image(64, 80, seed=3)
+    rows = [{"photo": "p.png", "edge_stripe": edge_stripe(1 - photo, photo), "edge_stripe_sizes": {}}]
+    worst = quality.worst_stripe(Invert(), [("p.png", photo)], rows)
+    assert worst["long_side"] is None and worst["stripe"] > 0.01
+    assert worst["no_border"] == pytest.approx(worst["stripe"])  # the content's, not the border's
 
 
 def test_edge_term_is_zero_for_the_photos_own_border_and_sees_a_stripe_at_every_width():
@@ -469,3 +452,31 @@ def test_the_seed_probe_starts_as_the_net_and_adds_a_screen_fixed_texture_of_cop
         assert not torch.allclose(tex[..., 6:, :], tex[..., :19, :])  # but not every 6
         assert not torch.allclose(net(x), before)
         assert torch.equal(net(x), net(x))  # a fixed texture: no randomness at run time
+
+
+def test_the_seed_probe_can_draw_its_tile_from_the_style_and_keep_it_fixed_while_the_projection_learns():
+    import importlib.util
+    from pathlib import Path
+
+    from torch import nn
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_probe.py"
+    spec = importlib.util.spec_from_file_location("seed_probe", script)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    tile = probe.style_tile(natural_image(30, 40, seed=4), 20)  # 15 x 20, mirrored into 30 x 40
+    assert tile.shape == (1, 3, 30, 40)
+    assert torch.equal(tile, tile.flip(-1)) and torch.equal(tile, tile.flip(-2))  # seamless when repeated
+    assert tile.mean((0, 2, 3)).abs().max() < 1e-4 and torch.allclose(tile.std((0, 2, 3), unbiased=False),
+                                                                      torch.ones(3), atol=1e-3)
+    net = tiny_model()
+    seed = probe.screen_seed([], 0, net.config.widths[0], [tile])
+    net.stem = nn.Sequential(net.stem, seed)
+    assert seed.texture(50, 70).shape == (1, net.config.widths[0], 50, 70)
+    opt = probe.probe_optimizer(net, seed, 1e-3, 0.0)
+    x = torch.from_numpy(natural_image(40, 56)).permute(2, 0, 1)[None].contiguous()
+    tile_before, proj_before = seed.tiles[0].detach().clone(), seed.proj.weight.detach().clone()
+    net(x).mean().backward()
+    opt.step()
+    assert torch.equal(seed.tiles[0], tile_before)  # --seed-lr 0: the texture stays the style's
+    assert not torch.equal(seed.proj.weight, proj_before)  # but the net learns to use it

@@ -5,8 +5,6 @@ grain        the even/odd phase imbalance of the output's gradients in the photo
              neighbours (a 2-pixel grain that reads as speckle at 100%). 1.0 = no imbalance; photos measure ~1.0-1.05.
 edge_stripe  how much brighter or darker the outer 2-pixel ring is than the band just inside it, beyond what the
              photo itself has there (a net that turns a photo's dark scan line into a bright stripe scores high).
-             `stripe_context` sets it beside the same measure on lines parallel to that side inside the picture: a
-             frame on a plain border stands out of them; near a pier or a horizon they change too.
 stability    PSNR of the output under sensor noise: the photo plus Gaussian noise of 1/255 (seeded) against the photo.
              A net whose texture flips with the last bit of a pixel flickers on video and cannot pass int8 parity
              (rounding to 8 bits perturbs it about as much); the shipped nets measure 29-44 dB on the worst photo.
@@ -22,7 +20,6 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 FLAT_QUANTILE = 0.4   # the photo's flattest 40% (8x8 mean gradient) is where grain shows
 NOISE = 1.0 / 255     # stability's Gaussian noise std (a clean camera frame's own noise is a few levels)
 EDGE_BAND = 2         # ring width judged by edge_stripe (the deploy form's rewrite and most pads reach 2 px)
-SIDES = ("top", "bottom", "left", "right")  # the order of border_steps and line_steps
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -73,32 +70,6 @@ def edge_stripe(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND) ->
 
     steps = np.array(border_steps(_luma(output), band)) - np.array(border_steps(_luma(photo), band))
     return float(np.abs(steps).max())
-
-
-def line_steps(image: np.ndarray, band: int = EDGE_BAND, depth: int = 48) -> np.ndarray:
-    """(4, depth): per side (top, bottom, left, right), the step of the `band`-px line k px in from that side
-    against the 2*band px further in, in luma, for k = 0..depth-1 (fewer on a small image); column 0 is
-    `border_steps`."""
-    y = _luma(image)
-    depth = min(depth, min(y.shape) - 3 * band + 1)
-    steps = []
-    for profile in (y.mean(1), y.mean(1)[::-1], y.mean(0), y.mean(0)[::-1]):  # mean along each side, border first
-        c = np.concatenate([[0.0], np.cumsum(profile)])
-        k = np.arange(depth)
-        steps.append((c[k + band] - c[k]) / band - (c[k + 3 * band] - c[k + band]) / (2 * band))
-    return np.array(steps)
-
-
-def stripe_context(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND, depth: int = 48) -> dict:
-    """The edge stripe's worst side, its value, and the same measure on the lines parallel to that side from
-    3*band to `depth` px in (their 90th percentile and maximum). A frame drawn on a plain border stands out of those
-    lines; a style that changes the contrast of the picture's own lines (a pier, a horizon) scores as high inside,
-    and so may a net that draws the opposite of a photo's own ramp toward its edge: a yardstick, not a verdict."""
-    d = np.abs(line_steps(output, band, depth) - line_steps(photo, band, depth))
-    side = int(d[:, 0].argmax())
-    inner = d[side, 3 * band:]
-    return {"side": SIDES[side], "stripe": float(d[side, 0]), "inner_p90": float(np.percentile(inner, 90)),
-            "inner_max": float(inner.max())}
 
 
 def style_strength(loss, output, photo) -> dict:
