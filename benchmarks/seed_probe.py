@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def screen_seed(periods, channels: int, width: int):
+def screen_seed(periods, channels: int, width: int, tiles=None):
     """A module adding sum_i tile(T_i) (each (channels, p_i, p_i), tiled from the top-left corner) through a zero
-    1x1 conv to (N, width, H, W) features."""
+    1x1 conv to (N, width, H, W) features; `tiles`, a list of (1, channels, h, w) tensors, replaces the random
+    squares."""
     import torch
     from torch import nn
 
@@ -39,22 +40,46 @@ def screen_seed(periods, channels: int, width: int):
         def __init__(self):
             super().__init__()
             g = torch.Generator().manual_seed(0)
-            self.tiles = nn.ParameterList([nn.Parameter(torch.randn(1, channels, p, p, generator=g))
-                                           for p in periods])
-            self.proj = nn.Conv2d(channels, width, 1, bias=False)
+            self.tiles = nn.ParameterList([nn.Parameter(t.clone()) for t in tiles] if tiles else
+                                          [nn.Parameter(torch.randn(1, channels, p, p, generator=g)) for p in periods])
+            self.proj = nn.Conv2d(self.tiles[0].shape[1], width, 1, bias=False)
             nn.init.zeros_(self.proj.weight)
 
         def texture(self, h: int, w: int) -> torch.Tensor:
             total = 0
             for t in self.tiles:
-                p = t.shape[-1]
-                total = total + t.repeat(1, 1, math.ceil(h / p), math.ceil(w / p))[..., :h, :w]
+                ph, pw = t.shape[-2:]
+                total = total + t.repeat(1, 1, math.ceil(h / ph), math.ceil(w / pw))[..., :h, :w]
             return self.proj(total)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x + self.texture(*x.shape[-2:])
 
     return ScreenSeed()
+
+
+def probe_optimizer(net, seed, lr: float, seed_lr: float):
+    """Adam with the tiles at `seed_lr` (0: a fixed texture) and everything else, the seed's projection included
+    (it starts at zero, so a frozen one would leave the seed unused), at `lr`."""
+    import torch
+
+    tiles = {id(t) for t in seed.tiles.parameters()}
+    return torch.optim.Adam([{"params": [p for p in net.parameters() if id(p) not in tiles], "lr": lr},
+                             {"params": list(seed.tiles.parameters()), "lr": seed_lr}])
+
+
+def style_tile(style_rgb: np.ndarray, long_side: int):
+    """The style image at `long_side` (stem pixels), mirrored into a seamless 2x2 tile, standardised per channel:
+    frost on a pane drawn from the painting's own crystals."""
+    import torch
+
+    from toolkit.data.images import resize_long_side
+
+    a = resize_long_side(style_rgb, long_side)
+    a = np.concatenate([a, a[:, ::-1]], axis=1)
+    a = np.concatenate([a, a[::-1]], axis=0)
+    a = (a - a.mean((0, 1))) / (a.std((0, 1)) + 1e-6)
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))[None].astype(np.float32))
 
 
 def main(argv=None) -> int:
@@ -69,7 +94,7 @@ def main(argv=None) -> int:
     from quality import GOAL_STABILITY, GOAL_STRENGTH, GOAL_STRIPE, photos
     from toolkit.checkpoint import load_checkpoint
     from toolkit.config import TrainConfig
-    from toolkit.data.images import list_images, save_image
+    from toolkit.data.images import list_images, load_rgb, save_image
     from toolkit.fsutil import write_json
     from toolkit.losses import measuring_loss
     from toolkit.metrics import look_row
@@ -84,8 +109,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--periods", default="40,56", help="tile periods in stem pixels (half resolution)")
     ap.add_argument("--channels", type=int, default=4)
+    ap.add_argument("--tile-from-style", type=int, metavar="SIDE", help="one tile: the style image at long side "
+                    "SIDE stem pixels, mirrored 2x2 (instead of --periods/--channels' random tiles)")
     ap.add_argument("--scales", default="1,0.5,0.25", help="Gram scales of the style loss")
-    ap.add_argument("--lr", type=float, default=3e-4, help="the net's learning rate (the seed's: --seed-lr)")
+    ap.add_argument("--lr", type=float, default=3e-4,
+                    help="the learning rate of the net and of the seed's projection (the tiles': --seed-lr)")
     ap.add_argument("--seed-lr", type=float, default=1e-2)
     ap.add_argument("--noise-weight", type=float, default=None,
                     help="weight of the stability term's noise part (default: the recipe's temporal weight)")
@@ -104,12 +132,12 @@ def main(argv=None) -> int:
         base.loss, temporal_weight=0.0, style_scales=tuple(float(s) for s in args.scales.split(","))))
     net = copy.deepcopy(shipped.model)
     periods = [int(p) for p in args.periods.split(",")]
-    seed = screen_seed(periods, args.channels, net.config.widths[0])
+    tiles = [style_tile(load_rgb(style_image_for(shipped)), args.tile_from_style)] if args.tile_from_style else None
+    seed = screen_seed(periods, args.channels, net.config.widths[0], tiles)
     net.stem = nn.Sequential(net.stem, seed)
     if args.init:
         net.load_state_dict(load_file(args.init))
-    opt = torch.optim.Adam([{"params": [p for n, p in net.named_parameters() if "stem.1." not in n], "lr": args.lr},
-                            {"params": list(seed.parameters()), "lr": args.seed_lr}])
+    opt = probe_optimizer(net, seed, args.lr, args.seed_lr)
     loss_fn = style_loss(cfg)
     train_mode(net, cfg)
     batches = first_batch_read(content_loader(cfg, list_images(resolve_data_path(cfg.content_dir))))
@@ -151,7 +179,8 @@ def main(argv=None) -> int:
     gap = np.ones((sheets["shipped"][0].shape[0], 16, 3), np.float32)
     save_image(RESULTS / f"{stem}.png", np.concatenate(
         [np.concatenate([a, gap, b[:, b.shape[1] // 4:]], axis=1) for a, b in zip(*sheets.values())], axis=0))
-    recipe = {"periods": periods, "channels": args.channels, "scales": args.scales, "steps": args.steps,
+    recipe = {"periods": periods, "channels": args.channels, "tile_from_style": args.tile_from_style,
+              "scales": args.scales, "steps": args.steps,
               "lr": args.lr, "seed_lr": args.seed_lr, "noise_weight": noise_weight,
               "init": Path(args.init).name if args.init else None}
     write_json(RESULTS / f"{stem}.json", {"style": args.style, "recipe": recipe, "rows": rows})
