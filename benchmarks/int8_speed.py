@@ -26,8 +26,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from toolkit.bench.timing import bench_input, interleaved
 from toolkit.export import ExportSpec, export_artifact, load_runner
 from toolkit.fsutil import atomic_path, write_json
