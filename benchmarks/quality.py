@@ -6,10 +6,12 @@ benchmarks/results/quality[_LABEL].{json,md} and quality[_LABEL]/<style>.png.
 
 Photos: ../shared/data/content/eval plus the Sintel frames (video/frames), at native size up to --max-side.
 style strength = Gram distance of the output to the style image / the photo's own, per tap relu1_1..relu3_1, averaged
-(lower = more stylised); grain = even/odd gradient ratio in the photo's flat areas (photos: ~1.0); edge stripe = largest step of the
-outer 2-px ring against the band inside it, beyond the photo's own (luma, 0..1), worst over the native size and the
-photo scaled to long sides --stripe-sides (a frame the net draws at one size only is still a frame: a thin band
-along a photo's edge lands in the ring at some sizes and not others). Goals (issue 17): strength <= 0.12,
+(lower = more stylised); grain = even/odd gradient ratio in the photo's flat areas (photos: ~1.0); edge stripe = the
+largest step of the outer 2-px ring against the band inside it that the photo does not have (brighter than its own
+brighter step or darker than its darker one; luma, 0..1; toolkit.metrics.edge_stripe), worst over the native size
+and the photo scaled to long sides --stripe-sides (a frame the net draws at one size only is still a frame: a thin
+band along a photo's edge lands in the ring at some sizes and not others); beside it the two-sided step change,
+the measure until session 21, which also counts a photo's own edge line that the style softens. Goals (issue 17): strength <= 0.12,
 grain within 10% of the photos' own, no stripes (<= 0.05 here). stability = PSNR of the output under Gaussian
 noise of 1/255 on the photo (worst photo); >= 30 dB, int8 parity's own bar: a net that moves more under sensor noise
 flickers on video and cannot pass int8 parity.
@@ -55,11 +57,12 @@ def at_side(model, rgb: np.ndarray, side: int | None) -> tuple[np.ndarray, np.nd
         return to_numpy(stylize_tensor(model, to_tensor(small))), small
 
 
-def stripe_at(model, rgb: np.ndarray, side: int) -> float:
-    """The edge stripe of `model` on the photo scaled to long side `side`."""
-    from toolkit.metrics import edge_stripe
+def stripes_at(model, rgb: np.ndarray, side: int) -> tuple[float, float]:
+    """(edge stripe, two-sided step change) of `model` on the photo scaled to long side `side`."""
+    from toolkit.metrics import edge_stripe, edge_stripe_change
 
-    return edge_stripe(*at_side(model, rgb, side))
+    out, small = at_side(model, rgb, side)
+    return edge_stripe(out, small), edge_stripe_change(out, small)
 
 
 def worst_stripe(model, images: list[tuple[str, np.ndarray]], per_photo: list[dict]) -> dict:
@@ -140,8 +143,9 @@ def main(argv=None) -> int:
         per_photo, sheet = [], []
         for i, (name, rgb) in enumerate(images):
             row, out = look_row(model, loss, rgb)
-            row["edge_stripe_sizes"] = {side: stripe_at(model, rgb, side) for side in stripe_sides
-                                        if side < max(rgb.shape[:2])}
+            sizes = {side: stripes_at(model, rgb, side) for side in stripe_sides if side < max(rgb.shape[:2])}
+            row["edge_stripe_sizes"] = {side: v[0] for side, v in sizes.items()}
+            row["edge_stripe_change_sizes"] = {side: v[1] for side, v in sizes.items()}
             per_photo.append({"photo": name, **row})
             if i < 3:
                 sheet.append(contact_row(rgb, out))
@@ -152,6 +156,8 @@ def main(argv=None) -> int:
         rows.append({"style": style, "checkpoint": str(overrides.get(style, f"zoo:{style}")),
                      "arch": ckpt.meta["train_config"].get("arch"), "macs_480x640": count_macs(model, 480, 640),
                      **mean, "edge_stripe_max": worst["stripe"], "worst_stripe": worst,
+                     "edge_stripe_change_max": max(v for r in per_photo for v in (
+                         r["edge_stripe_change"], *r["edge_stripe_change_sizes"].values())),
                      "stability_db_min": min(r["stability_db"] for r in per_photo),
                      "int8_psnr_db_min": None if style in overrides else onnx_psnr(style, [im for _, im in images]),
                      "per_photo": per_photo})
@@ -183,8 +189,8 @@ def main(argv=None) -> int:
              f"edge stripe <= {GOAL_STRIPE} (worst photo, at native size and long sides {args.stripe_sides}), "
              f"stability (output PSNR under 1/255 sensor noise, worst photo) >= {GOAL_STABILITY:g} dB. Contact sheets: quality{label}/<style>.png (photo | output | 100% crop "
              "of a flat area | 300% crop).", "",
-             "| style | arch | GMAC 480x640 | style strength | grain (photos) | edge stripe | stability | "
-             "content loss | ONNX int8 vs fp32 (worst) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| style | arch | GMAC 480x640 | style strength | grain (photos) | edge stripe (two-sided change) | "
+             "stability | content loss | ONNX int8 vs fp32 (worst) |", "|---|---|---|---|---|---|---|---|---|"]
     if earlier:
         lines[-2] = lines[-2].replace("| style strength |", f"| style strength ({args.compare_to} -> now) |") \
             .replace("| grain (photos) |", f"| grain ({args.compare_to} -> now; photos) |")
@@ -197,7 +203,8 @@ def main(argv=None) -> int:
                      f"{was('style_strength')}{r['style_strength']:.3f}{ok(r['style_strength'] <= GOAL_STRENGTH)} | "
                      f"{was('grain')}{r['grain']:.3f} ({r['photo_grain']:.3f})"
                      f"{ok(r['grain'] <= r['photo_grain'] * GOAL_GRAIN)} | "
-                     f"{r['edge_stripe_max']:.3f}{ok(r['edge_stripe_max'] <= GOAL_STRIPE)} | "
+                     f"{r['edge_stripe_max']:.3f}{ok(r['edge_stripe_max'] <= GOAL_STRIPE)} "
+                     f"({r['edge_stripe_change_max']:.3f}) | "
                      f"{r['stability_db_min']:.1f} dB{ok(r['stability_db_min'] >= GOAL_STABILITY)} | "
                      f"{r['content']:.2f} | "
                      f"{psnr} |")

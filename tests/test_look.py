@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from toolkit.config import LossConfig
 from toolkit.losses import build_loss, gram_matrix, load_vgg
 from toolkit.losses.shift import shift_equivariance
-from toolkit.metrics import edge_stripe, flat_mask, grain
+from toolkit.metrics import edge_stripe, edge_stripe_change, flat_mask, grain
 from toolkit.paths import portable_path, resolve_data_path
 
 from conftest import natural_image, require_shared, tiny_model
@@ -50,6 +50,19 @@ def test_edge_stripe_finds_a_bright_ring_the_photo_does_not_have():
     assert edge_stripe(out, photo) > 0.15  # +0.3, less where the photo is already near white
 
 
+def test_edge_stripe_counts_what_the_net_draws_at_the_border_not_a_photo_line_it_softens():
+    photo = np.full((48, 64, 3), 0.6, np.float32)
+    photo[-1] = 0.1  # a dark scan line along the bottom: the photo's own ring is 0.25 darker than inside
+    removed, bright, darker = photo.copy(), photo.copy(), photo.copy()
+    removed[-1] = 0.6   # the style paints over the line
+    bright[-2:] = 0.8   # the style turns it into a bright stripe (the look issue's complaint)
+    darker[-2:] = 0.0   # the style makes it a darker, wider line
+    assert edge_stripe(photo, photo) == 0.0 and edge_stripe(removed, photo) == 0.0
+    assert edge_stripe_change(removed, photo) == pytest.approx(0.25)  # the two-sided measure counts the softening
+    assert edge_stripe(bright, photo) == pytest.approx(0.2)   # all of the bright step is drawn
+    assert edge_stripe(darker, photo) == pytest.approx(0.6 - 0.25)  # the part beyond the photo's own dark step
+
+
 def quality_benchmark():
     import importlib.util
     from pathlib import Path
@@ -77,14 +90,14 @@ def test_the_quality_benchmark_finds_a_stripe_drawn_at_one_size_only():
     """benchmarks/quality.py measures the stripe at several long sides too: a frame at one size is still a frame."""
     quality = quality_benchmark()
     photo = natural_image(64, 80)
-    assert quality.stripe_at(FrameAt48(), photo, 64) < 0.02
-    assert quality.stripe_at(FrameAt48(), photo, 48) > 0.1  # +0.3, less where the photo is near white
+    assert quality.stripes_at(FrameAt48(), photo, 64)[0] < 0.02
+    assert quality.stripes_at(FrameAt48(), photo, 48)[0] > 0.1  # +0.3, less where the photo is near white
 
 
 def test_the_quality_benchmark_reports_where_the_stripe_is_worst_and_whether_the_border_draws_it():
     quality = quality_benchmark()
     images = [("plain.png", natural_image(64, 80, seed=1)), ("framed.png", natural_image(64, 80, seed=2))]
-    per_photo = [{"photo": name, "edge_stripe": 0.0, "edge_stripe_sizes": {48: quality.stripe_at(FrameAt48(), rgb, 48)}}
+    per_photo = [{"photo": name, "edge_stripe": 0.0, "edge_stripe_sizes": {48: quality.stripes_at(FrameAt48(), rgb, 48)[0]}}
                  for name, rgb in images]
     per_photo[0]["edge_stripe_sizes"] = {48: 0.01}  # only the second photo's frame counts
     worst = quality.worst_stripe(FrameAt48(), images, per_photo)
@@ -102,6 +115,27 @@ def test_the_quality_benchmark_reports_where_the_stripe_is_worst_and_whether_the
     worst = quality.worst_stripe(Invert(), [("p.png", photo)], rows)
     assert worst["long_side"] is None and worst["stripe"] > 0.01
     assert worst["no_border"] == pytest.approx(worst["stripe"])  # the content's, not the border's
+
+
+def test_the_stripe_survey_measures_every_picture_at_every_smaller_size_with_both_measures():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location("stripe_survey", bench / "stripe_survey.py")
+        survey = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(survey)
+        rows = survey.survey(FrameAt48(), [("a.png", natural_image(64, 80)), ("small.png", natural_image(40, 40))],
+                             sides=(None, 48, 512))
+    finally:
+        sys.path.remove(str(bench))
+    assert [(r["picture"], r["long_side"]) for r in rows] == [("a.png", None), ("a.png", 48), ("small.png", None)]
+    assert rows[0]["edge_stripe"] < 0.01 and rows[1]["edge_stripe"] > 0.1  # the frame FrameAt48 draws at 48 px
+    assert rows[1]["edge_stripe_change"] >= rows[1]["edge_stripe"]
+    assert "1/3 over" in survey.summary(rows, "edge_stripe", 0.05)
 
 
 def test_edge_term_is_zero_for_the_photos_own_border_and_sees_a_stripe_at_every_width():
