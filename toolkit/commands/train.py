@@ -64,8 +64,9 @@ def add_arguments(p) -> None:
                    help="fraction of training crops taken at a corner of the photo (default 0): the net learns the "
                         "photo's own frame, against stripes along the border of stylised photos")
     p.add_argument("--edge-ramps", type=real(maximum=1), default=d.edge_ramps, metavar="P",
-                   help="fraction of training crops brightened or darkened toward one side over 2-12 px (default 0): "
-                        "with --edge-weight the net learns to keep such a step where a photo has one")
+                   help="fraction of training crops given a scan line (1-2 px) or a ramp (2-12 px) along one side "
+                        "(default 0): with --edge-weight the net learns not to turn a photo's own edge line into a "
+                        "stripe")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="restart runs/<name> from scratch")

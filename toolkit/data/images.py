@@ -138,12 +138,17 @@ def resize_long_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
 
 
 def edge_ramp(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The crop brightened or darkened toward one random side: by 0.03-0.15 at the border, falling linearly to 0
-    over 2-12 px (what vignetting, resampling halos or a strip of water do at a photo's edge)."""
-    side, width = int(rng.integers(4)), int(rng.integers(2, 13))
-    amplitude = rng.uniform(0.03, 0.15) * rng.choice((-1.0, 1.0))
+    """The crop brightened or darkened toward one random side, as photos' own frames are: half the time a scan line
+    (1-2 px, by 0.1-0.5), else a ramp (by 0.03-0.15 at the border, falling linearly to 0 over 2-12 px: vignetting,
+    resampling halos, a strip of water)."""
+    side = int(rng.integers(4))
+    if rng.random() < 0.5:
+        width, amplitude, profile = int(rng.integers(1, 3)), rng.uniform(0.1, 0.5), np.ones
+    else:
+        width, amplitude, profile = int(rng.integers(2, 13)), rng.uniform(0.03, 0.15), lambda w: 1 - np.arange(w) / w
+    step = (amplitude * rng.choice((-1.0, 1.0)) * profile(width)).astype(np.float32)
     turned = np.rot90(crop, side).copy()  # that side on top
-    turned[:width] += (amplitude * (1 - np.arange(width) / width)).astype(np.float32)[:, None, None]
+    turned[:width] += step[:, None, None]
     return np.clip(np.rot90(turned, -side), 0, 1)
 
 
