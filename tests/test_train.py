@@ -221,6 +221,8 @@ def test_init_starts_from_a_checkpoint_and_records_it(tmp_path, style_png, image
                                 load_checkpoint(zero_steps).model.state_dict().items()):
         assert torch.equal(va, vb), k  # lr 0: the fine-tune kept the initial weights exactly
     assert load_checkpoint(zero_steps).meta["train_config"]["init"] == str(first)
+    record = load_checkpoint(zero_steps).meta["init_record"]  # how the init was trained, kept with the run
+    assert record["step"] == 4 and record["train_config"]["steps"] == 4
 
 
 def test_init_from_another_arch_exits_2(tmp_path, style_png, image_dir):

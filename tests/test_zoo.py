@@ -111,6 +111,22 @@ def test_a_fine_tuned_checkpoint_records_how_its_starting_point_was_trained(tmp_
     assert "--temporal-weight" not in meta["fine_tuned_from"]["train_command"]
 
 
+def test_the_starting_point_is_recorded_as_it_was_when_training_began_not_as_its_file_is_at_shipping(tmp_path):
+    """Fine-tune a shipped style, reship it, then package the run again: its record must not name itself."""
+    base = tmp_path / "zoo" / "style.safetensors"
+    save_checkpoint(base, tiny_model(), {"name": "style", "train_command": "toolkit train --steps 400",
+                                         "training": {"steps": 400}})
+    init_record = {"training": {"steps": 400}, "train_command": "toolkit train --steps 400"}
+    src = save_checkpoint(tmp_path / "run" / "s.safetensors", tiny_model(seed=1),
+                          {"name": "s", "step": 300, "history": [], "init_record": init_record,
+                           "train_config": {"arch": "tiny", "steps": 300, "init": str(base),
+                                            "style_image": "/x/s.png", "loss": {}}})
+    save_checkpoint(base, tiny_model(seed=1), {"name": "style", "train_command": "toolkit train --steps 300",
+                                               "training": {"steps": 300}})  # the style was reshipped meanwhile
+    meta = load_checkpoint(package_checkpoint(src, "s", "a test pattern", "CC0", zoo_dir=tmp_path / "out")).meta
+    assert meta["fine_tuned_from"] == {"steps": 400, "train_command": "toolkit train --steps 400"}
+
+
 def test_gallery_has_a_row_per_artifact(tmp_path):
     data = {"styles": {"s": {"arch": "tiny", "params": 10, "macs_480x640": 1e6, "style_source": "x", "licence": "y",
                              "train_command": "toolkit train", "training": {"steps": 5, "wall_time_s": 60},

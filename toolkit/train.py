@@ -215,14 +215,20 @@ def finetune(model: torch.nn.Module, cfg: TrainConfig, loss_fn=None) -> list[dic
     return history
 
 
-def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
+INIT_RECORD = ("step", "training", "train_command", "train_config")  # how a starting point was trained
+
+
+def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> dict:
     """Start from the weights of `cfg.init` (e.g. a shipped style fine-tuned with a temporal loss). From another arch
     (e.g. nano -> nano_fine, whose head is wider) every tensor whose name and shape match is taken and the rest keep
-    their initialisation, which is logged; an init that shares no tensor with the net is an error."""
+    their initialisation, which is logged; an init that shares no tensor with the net is an error. Returns how the
+    init was trained (its INIT_RECORD keys), recorded with the run: the file may be replaced later (a shipped style
+    reshipped), and `toolkit ship` then still tells where this run started."""
     init = load_checkpoint(cfg.init)
+    record = {k: init.meta[k] for k in INIT_RECORD if k in init.meta}
     if init.arch == model.config:
         model.load_state_dict(init.model.state_dict())
-        return
+        return record
     own = model.state_dict()
     taken = {k: v for k, v in init.model.state_dict().items() if k in own and own[k].shape == v.shape}
     if not taken:
@@ -240,6 +246,7 @@ def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> None:
                 init.meta.get("train_config", {}).get("arch", "different"), knobs, len(taken), len(own),
                 f"; left at initialisation: {', '.join(fresh)}" if fresh else
                 " (the head grown to the same function)" if grown else "")
+    return record
 
 
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
@@ -262,8 +269,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch).to(device)
-    if cfg.init:
-        _load_init(model, cfg)
+    init_record = _load_init(model, cfg) if cfg.init else None
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, history = 0, []
     if resume and last.exists():
@@ -277,6 +283,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         model.load_state_dict(ckpt.model.state_dict())
         _restore_optimizer(opt, ckpt.optimizer_state)
         start, history = ckpt.meta["step"], ckpt.meta.get("history", [])
+        init_record = ckpt.meta.get("init_record", init_record)  # what the init was when the run began
         log.info("resuming %s at step %d", run_dir, start)
 
     loss_fn = style_loss(cfg, device)
@@ -293,7 +300,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
 
     def save_state(step: int, final: bool = False) -> None:
         meta = {"name": cfg.name, "train_config": cfg.to_dict(), "step": step, "history": history,
-                "world_size": world}
+                "world_size": world, **({"init_record": init_record} if init_record else {})}
         save_checkpoint(last, model, meta, extra_tensors=_optimizer_tensors(opt))
         if final:
             final_meta = dict(meta, metrics=history[-1] if history else {})

@@ -49,8 +49,11 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
     cfg = ckpt.meta.get("train_config", {})
     meta = {"name": style, "train_config": cfg, "training": summary, "train_command": train_command(cfg, style),
             "style_source": source, "licence": licence}
-    if cfg.get("init") and Path(cfg["init"]).is_file():  # how the starting point was trained, not just its file name
-        init = load_checkpoint(cfg["init"]).meta
+    # how the starting point was trained, not just its file name: as the run recorded it when it began (runs before
+    # session 21 did not: then the file, which may have been replaced since)
+    init = ckpt.meta.get("init_record") or (load_checkpoint(cfg["init"]).meta
+                                            if cfg.get("init") and Path(cfg["init"]).is_file() else None)
+    if init is not None:
         meta["fine_tuned_from"] = {
             "steps": init.get("step") or init.get("training", {}).get("steps"),
             "train_command": init.get("train_command") or train_command(init.get("train_config", {}),
