@@ -19,6 +19,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from quality import GOAL_STRIPE, photos, stripes_at  # noqa: E402  (the quality benchmark's photos and measure)
 SIDES = (None, 384, 512, 640)  # None: native
 
 
@@ -28,7 +30,6 @@ def pictures(max_side: int = 768) -> dict[str, list[tuple[str, np.ndarray]]]:
 
     from toolkit.data.images import list_images, load_rgb, resize_long_side
     from toolkit.paths import shared_data
-    from quality import photos
 
     video = []
     for clip in sorted(shared_data("video", "clips").glob("*.mp4")):
@@ -48,8 +49,6 @@ def pictures(max_side: int = 768) -> dict[str, list[tuple[str, np.ndarray]]]:
 
 def survey(model, images: list[tuple[str, np.ndarray]], sides=SIDES) -> list[dict]:
     """One row per picture and size below its own: the edge stripe and the two-sided step change."""
-    from quality import stripes_at
-
     rows = []
     for name, rgb in images:
         for side in sides:
@@ -67,10 +66,8 @@ def summary(rows: list[dict], key: str, goal: float) -> str:
 
 def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
 
-    from quality import GOAL_STRIPE
     from toolkit.checkpoint import load_checkpoint
     from toolkit.fsutil import write_json
     from toolkit.paths import shared_data

@@ -63,15 +63,21 @@ def test_edge_stripe_counts_what_the_net_draws_at_the_border_not_a_photo_line_it
     assert edge_stripe(darker, photo) == pytest.approx(0.6 - 0.25)  # the part beyond the photo's own dark step
 
 
-def quality_benchmark():
+def benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ on the path while it loads, as its scripts import quality)."""
     import importlib.util
+    import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
-    spec = importlib.util.spec_from_file_location("quality_benchmark", script)
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
-    return quality
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
 
 
 class FrameAt48(torch.nn.Module):
@@ -88,17 +94,17 @@ class FrameAt48(torch.nn.Module):
 
 def test_the_quality_benchmark_finds_a_stripe_drawn_at_one_size_only():
     """benchmarks/quality.py measures the stripe at several long sides too: a frame at one size is still a frame."""
-    quality = quality_benchmark()
+    quality = benchmark("quality")
     photo = natural_image(64, 80)
     assert quality.stripes_at(FrameAt48(), photo, 64)[0] < 0.02
     assert quality.stripes_at(FrameAt48(), photo, 48)[0] > 0.1  # +0.3, less where the photo is near white
 
 
 def test_the_quality_benchmark_reports_where_the_stripe_is_worst_and_whether_the_border_draws_it():
-    quality = quality_benchmark()
+    quality = benchmark("quality")
     images = [("plain.png", natural_image(64, 80, seed=1)), ("framed.png", natural_image(64, 80, seed=2))]
-    per_photo = [{"photo": name, "edge_stripe": 0.0, "edge_stripe_sizes": {48: quality.stripes_at(FrameAt48(), rgb, 48)[0]}}
-                 for name, rgb in images]
+    per_photo = [{"photo": name, "edge_stripe": 0.0,
+                  "edge_stripe_sizes": {48: quality.stripes_at(FrameAt48(), rgb, 48)[0]}} for name, rgb in images]
     per_photo[0]["edge_stripe_sizes"] = {48: 0.01}  # only the second photo's frame counts
     worst = quality.worst_stripe(FrameAt48(), images, per_photo)
     assert (worst["photo"], worst["long_side"]) == ("framed.png", 48)
@@ -118,20 +124,9 @@ def test_the_quality_benchmark_reports_where_the_stripe_is_worst_and_whether_the
 
 
 def test_the_stripe_survey_measures_every_picture_at_every_smaller_size_with_both_measures():
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(bench))
-    try:
-        spec = importlib.util.spec_from_file_location("stripe_survey", bench / "stripe_survey.py")
-        survey = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(survey)
-        rows = survey.survey(FrameAt48(), [("a.png", natural_image(64, 80)), ("small.png", natural_image(40, 40))],
-                             sides=(None, 48, 512))
-    finally:
-        sys.path.remove(str(bench))
+    survey = benchmark("stripe_survey")
+    rows = survey.survey(FrameAt48(), [("a.png", natural_image(64, 80)), ("small.png", natural_image(40, 40))],
+                         sides=(None, 48, 512))
     assert [(r["picture"], r["long_side"]) for r in rows] == [("a.png", None), ("a.png", 48), ("small.png", None)]
     assert rows[0]["edge_stripe"] < 0.01 and rows[1]["edge_stripe"] > 0.1  # the frame FrameAt48 draws at 48 px
     assert rows[1]["edge_stripe_change"] >= rows[1]["edge_stripe"]
@@ -430,18 +425,12 @@ def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(t
 
 def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe_with_variants(tmp_path):
     """benchmarks/loss_ceiling.py: what a training loss asks for without a net (Gatys-style pixel optimisation)."""
-    import importlib.util
-    from pathlib import Path
-
     from PIL import Image
 
     from toolkit.config import TrainConfig
     from toolkit.train import style_loss
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "loss_ceiling.py"
-    spec = importlib.util.spec_from_file_location("loss_ceiling", script)
-    ceiling = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ceiling)
+    ceiling = benchmark("loss_ceiling")
     style = tmp_path / "style.png"
     Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
     recipe = TrainConfig(style_image=str(style), loss=LossConfig(
@@ -463,15 +452,9 @@ def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe
 
 def test_the_seed_probe_starts_as_the_net_and_adds_a_screen_fixed_texture_of_coprime_periods():
     """benchmarks/seed_probe.py: two learned tiles pinned to the screen, added to the stem through a zero 1x1 conv."""
-    import importlib.util
-    from pathlib import Path
-
     from torch import nn
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_probe.py"
-    spec = importlib.util.spec_from_file_location("seed_probe", script)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = benchmark("seed_probe")
     net = tiny_model().eval()
     x = torch.from_numpy(natural_image(40, 56, seed=2)).permute(2, 0, 1)[None].contiguous()
     with torch.no_grad():
@@ -489,15 +472,9 @@ def test_the_seed_probe_starts_as_the_net_and_adds_a_screen_fixed_texture_of_cop
 
 
 def test_the_seed_probe_can_draw_its_tile_from_the_style_and_keep_it_fixed_while_the_projection_learns():
-    import importlib.util
-    from pathlib import Path
-
     from torch import nn
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "seed_probe.py"
-    spec = importlib.util.spec_from_file_location("seed_probe", script)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = benchmark("seed_probe")
     tile = probe.style_tile(natural_image(30, 40, seed=4), 20)  # 15 x 20, mirrored into 30 x 40
     assert tile.shape == (1, 3, 30, 40)
     assert torch.equal(tile, tile.flip(-1)) and torch.equal(tile, tile.flip(-2))  # seamless when repeated
