@@ -11,10 +11,10 @@ largest step of the outer 2-px ring against the band inside it that the photo do
 brighter step or darker than its darker one; luma, 0..1; toolkit.metrics.edge_stripe), worst over the native size
 and the photo scaled to long sides --stripe-sides (a frame the net draws at one size only is still a frame: a thin
 band along a photo's edge lands in the ring at some sizes and not others); beside it the two-sided step change,
-the measure until session 21, which also counts a photo's own edge line that the style softens. Goals (issue 17): strength <= 0.12,
-grain within 10% of the photos' own, no stripes (<= 0.05 here). stability = PSNR of the output under Gaussian
-noise of 1/255 on the photo (worst photo); >= 30 dB, int8 parity's own bar: a net that moves more under sensor noise
-flickers on video and cannot pass int8 parity.
+the measure until session 21, which also counts a photo's own edge line that the style softens. Goals (issue 17):
+strength <= 0.12, grain within 10% of the photos' own, no stripes (<= 0.05 here). stability = PSNR of the output
+under Gaussian noise of 1/255 on the photo (worst photo); >= 30 dB, int8 parity's own bar: a net that moves more
+under sensor noise flickers on video and cannot pass int8 parity.
 """
 
 from __future__ import annotations
@@ -45,19 +45,26 @@ def photos(max_side: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def scaled(rgb: np.ndarray, side: int | None) -> np.ndarray:
+    """The photo scaled to long side `side` (as it is when None)."""
+    from toolkit.data.images import resize_long_side
+
+    return rgb if side is None else resize_long_side(rgb, side)
+
+
 def at_side(model, rgb: np.ndarray, side: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(output, photo): the photo scaled to long side `side` (as it is when None) and `model`'s output on it."""
     import torch
 
-    from toolkit.data.images import resize_long_side, to_numpy, to_tensor
+    from toolkit.data.images import to_numpy, to_tensor
     from toolkit.stylize import stylize_tensor
 
-    small = rgb if side is None else resize_long_side(rgb, side)
+    small = scaled(rgb, side)
     with torch.no_grad():
         return to_numpy(stylize_tensor(model, to_tensor(small))), small
 
 
-def stripes_at(model, rgb: np.ndarray, side: int) -> tuple[float, float]:
+def stripes_at(model, rgb: np.ndarray, side: int | None) -> tuple[float, float]:
     """(edge stripe, two-sided step change) of `model` on the photo scaled to long side `side`."""
     from toolkit.metrics import edge_stripe, edge_stripe_change
 
@@ -78,7 +85,7 @@ def worst_stripe(model, images: list[tuple[str, np.ndarray]], per_photo: list[di
     cases = [(r["edge_stripe"], r["photo"], None) for r in per_photo] + \
         [(v, r["photo"], side) for r in per_photo for side, v in r["edge_stripe_sizes"].items()]
     stripe, name, side = max(cases, key=lambda case: case[0])
-    _, small = at_side(model, dict(images)[name], side)
+    small = scaled(dict(images)[name], side)
     h, w, m = *small.shape[:2], MIRROR
     with torch.no_grad():
         far = model(F.pad(to_tensor(small), (m, m, m, m), mode="reflect"))[..., m:m + h, m:m + w]

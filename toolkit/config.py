@@ -220,7 +220,8 @@ class TrainConfig:
     freeze_batch_stats: bool = False             # batch norms normalise by their running statistics, as exported
     frame_crops: float = 0.0                     # fraction of training crops taken at a corner of the photo, so
                                                  # the net learns the photo's own frame (see random_crop)
-    edge_ramps: float = 0.0                      # fraction of crops brightened/darkened toward one side (edge_ramp)
+    edge_ramps: float = 0.0                      # fraction of crops given a scan line or ramp along one side
+                                                 # (see edge_ramp)
     loss: LossConfig = field(default_factory=LossConfig)
 
     @staticmethod

@@ -83,7 +83,7 @@ def edge_stripe(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND) ->
 def edge_stripe_change(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND) -> float:
     """Largest |output step - photo step| over the four sides: edge_stripe until session 21. It also counts a
     photo's own edge line (a dark scan line) that the style softens or removes, which is no stripe and was most of
-    its values over 0.05 on photos beyond the eval set (benchmarks/results/stripe_survey.md)."""
+    its values over 0.05 on photos beyond the eval set (benchmarks/stripe_survey.py)."""
     out, own = _border_steps(output, photo, band)
     return float(np.abs(out - own).max())
 
