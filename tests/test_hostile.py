@@ -417,6 +417,7 @@ TRAIN_CASES = [
     ("nan shift weight", ["--shift-weight", "nan"], "--shift-weight: must be a finite number"),
     ("negative grain weight", ["--grain-weight", "-0.5"], "--grain-weight: must be a finite number"),
     ("nan edge weight", ["--edge-weight", "nan"], "--edge-weight: must be a finite number"),
+    ("unknown edge form", ["--edge-form", "both"], "invalid choice: 'both'"),
     ("negative patch weight", ["--patch-weight", "-2"], "--patch-weight: must be a finite number"),
     ("zero patch scale", ["--patch-scale", "0"], "--patch-scale: must be a finite number > 0"),
     ("patch scale above 1", ["--patch-scale", "2"], "patch scale must be in (0, 1]"),

@@ -145,7 +145,34 @@ def test_edge_term_is_zero_for_the_photos_own_border_and_sees_a_stripe_at_every_
         assert float(edge_stripes(framed, photo)) > 1e-3
 
 
-def test_edge_term_trains_a_border_frame_away():
+def test_drawn_edge_term_lets_a_style_paint_over_a_scan_line_but_not_draw_one():
+    from toolkit.losses.edges import edge_stripes
+
+    photo = torch.full((1, 3, 48, 48), 0.6)
+    photo[..., :2, :] = 0.3                      # the photo's own dark scan line along the top
+    painted_over, turned_bright = photo.clone(), photo.clone()
+    painted_over[..., :2, :] = 0.6
+    turned_bright[..., :2, :] = 0.9
+    assert float(edge_stripes(painted_over, photo, form="change")) > 1e-3
+    assert float(edge_stripes(painted_over, photo, form="drawn")) < 1e-12
+    assert float(edge_stripes(turned_bright, photo, form="drawn")) > 1e-3
+    bright_line = photo.clone()
+    bright_line[..., :2, :] = 0.9                # a photo with a bright line along the top, turned dark by 0.2:
+    turned_dark = photo.clone()                  # "drawn" counts the 0.2, "change" the 0.5 from the photo's step
+    turned_dark[..., :2, :] = 0.4
+    ratio = float(edge_stripes(turned_dark, bright_line, form="drawn")) / float(edge_stripes(turned_dark, bright_line))
+    assert ratio == pytest.approx((0.2 / 0.5) ** 2, rel=0.05)
+
+
+def test_a_loss_config_with_an_unknown_edge_form_is_refused():
+    from toolkit.errors import UserError
+
+    with pytest.raises(UserError, match="edge form must be change or drawn"):
+        LossConfig(edge_form="both")
+
+
+@pytest.mark.parametrize("form", ["change", "drawn"])
+def test_edge_term_trains_a_border_frame_away(form):
     """A net that paints a bright frame (its padding tells it where the border is) loses it under the term alone."""
     from toolkit.losses.edges import edge_stripes
 
@@ -154,14 +181,14 @@ def test_edge_term_trains_a_border_frame_away():
     x = torch.rand(4, 3, 48, 48)
     with torch.no_grad():
         net[2].bias += 0.5  # zero padding at the border: the output's ring differs from its inside
-    before = float(edge_stripes(net(x), x))
+    before = float(edge_stripes(net(x), x, form=form))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     for _ in range(100):
-        loss = edge_stripes(net(x), x)
+        loss = edge_stripes(net(x), x, form=form)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert before > 1e-3 and float(edge_stripes(net(x), x)) < 0.2 * before
+    assert before > 5e-4 and float(edge_stripes(net(x), x, form=form)) < 0.2 * before
 
 
 def test_stability_is_the_noise_itself_for_a_gentle_net_and_low_for_one_that_flips_with_the_last_bit():

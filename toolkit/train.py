@@ -181,7 +181,7 @@ def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_
     if cfg.loss.edge_weight > 0:
         from toolkit.losses.edges import edge_stripes
 
-        losses["edges"] = edge_stripes(out, batch)
+        losses["edges"] = edge_stripes(out, batch, form=cfg.loss.edge_form)
         losses["total"] = losses["total"] + cfg.loss.edge_weight * losses["edges"]
     if cfg.loss.shift_weight > 0:
         from toolkit.losses.shift import shift_equivariance

@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
                    help="weight of the even/odd phase-balance term against the 2-pixel grain (0 = off)")
     p.add_argument("--edge-weight", type=real(), default=dl.edge_weight,
                    help="weight of the border-step term against bright or dark edge stripes (0 = off)")
+    p.add_argument("--edge-form", default=dl.edge_form, choices=["change", "drawn"],
+                   help="what the border-step term asks: the photo's own step (change), or no step beyond it, so "
+                        "that a style may paint over a photo's edge line but not draw one (drawn)")
     p.add_argument("--patch-weight", type=real(), default=dl.patch_weight,
                    help="weight of the patch (MRF) style term: each 3x3 patch of the output's VGG features pulled to "
                         "its nearest patch of the style's, for the painting's shapes as well as its statistics "
@@ -120,6 +123,7 @@ def run(args) -> int:
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
                       shift_weight=args.shift_weight, grain_weight=args.grain_weight, edge_weight=args.edge_weight,
+                      edge_form=args.edge_form,
                       patch_weight=args.patch_weight, patch_scale=args.patch_scale,
                       style_layers=args.style_layers, content_layers=args.content_layers,
                       style_scales=args.style_scales, style_balance=args.style_balance,

@@ -4,7 +4,9 @@ A Gram style loss does not see where texture sits, and the border is the one pla
 is (through its padding), so a deep net is free to paint a frame there (toolkit.metrics.edge_stripe measures it).
 This term asks the step from the border ring to the band just inside it to be the photo's own, per colour channel,
 at ring widths 2, 4 and 8 pixels (held at one width alone, the stripe only moves inward). Slices of the output,
-no extra forward pass.
+no extra forward pass. Two forms: "change" asks for the photo's step itself (until session 22; it also holds a style
+back from painting over a photo's own edge line), "drawn" only for no step beyond it, as toolkit.metrics.edge_stripe
+measures: brighter than the photo's brighter step or darker than its darker one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,19 @@ def border_steps(y, band: int = 2) -> list:
             y[..., :, -b:].mean((-2, -1)) - y[..., :, -3 * b:-b].mean((-2, -1))]
 
 
-def edge_stripes(out: torch.Tensor, content: torch.Tensor, bands: tuple[int, ...] = BANDS) -> torch.Tensor:
-    """Mean squared difference of the output's and the photo's border steps; (N, 3, H, W) tensors, H, W >= 24."""
-    return sum(((torch.stack(border_steps(out, b)) - torch.stack(border_steps(content, b))) ** 2).mean()
-               for b in bands) / len(bands)
+FORMS = ("change", "drawn")
+
+
+def edge_stripes(out: torch.Tensor, content: torch.Tensor, bands: tuple[int, ...] = BANDS,
+                 form: str = "change") -> torch.Tensor:
+    """Mean square of the output's border steps against the photo's (N, 3, H, W tensors, H, W >= 24): their
+    difference ("change"), or only the part beyond the photo's own step ("drawn")."""
+    total = 0.0
+    for b in bands:
+        step, own = torch.stack(border_steps(out, b)), torch.stack(border_steps(content, b))
+        if form == "drawn":
+            miss = torch.relu(step - own.clamp(min=0)) + torch.relu(own.clamp(max=0) - step)
+        else:
+            miss = step - own
+        total = total + (miss ** 2).mean()
+    return total / len(bands)
