@@ -173,6 +173,9 @@ class ArchConfig:
         return self.down_stages == len(self.widths)
 
 
+EDGE_FORMS = ("change", "drawn")  # what the edge term asks (toolkit/losses/edges.py)
+
+
 @dataclass(frozen=True)
 class LossConfig:
     loss_net: str = "vgg19"                      # vgg19 | vgg16 | random
@@ -191,7 +194,7 @@ class LossConfig:
     shift_weight: float = 0.0                    # shift equivariance (toolkit/losses/shift.py): against grain
     grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
     edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
-    edge_form: str = "change"                    # change: the photo's step | drawn: no step beyond it (edges.FORMS)
+    edge_form: str = "change"                    # change: the photo's step | drawn: no step beyond it (EDGE_FORMS)
     patch_weight: float = 0.0                    # each 3x3 feature patch to its nearest style patch (MRF): shapes
     patch_layer: str = "relu3_1"                 # the tap the patch term matches at
     patch_scale: float = 1.0                     # ... on output and style image at this scale (0.25: 4x the reach)
@@ -200,8 +203,8 @@ class LossConfig:
     def __post_init__(self):
         if not 0 < self.patch_scale <= 1:
             raise UserError(f"patch scale must be in (0, 1], got {self.patch_scale}")
-        if self.edge_form not in ("change", "drawn"):
-            raise UserError(f"edge form must be change or drawn, got {self.edge_form!r}")
+        if self.edge_form not in EDGE_FORMS:
+            raise UserError(f"edge form must be {' or '.join(EDGE_FORMS)}, got {self.edge_form!r}")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ HELP = "train a style with the perceptual loss (resumable; runs under torchrun f
 
 def add_arguments(p) -> None:
     from toolkit.commands import MAX_STEPS, MAX_WORKERS, real, whole
-    from toolkit.config import LossConfig, TrainConfig
+    from toolkit.config import EDGE_FORMS, LossConfig, TrainConfig
 
     d, dl = TrainConfig(), LossConfig()
     p.add_argument("--style-image", required=True, help="the style image")
@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
                    help="weight of the even/odd phase-balance term against the 2-pixel grain (0 = off)")
     p.add_argument("--edge-weight", type=real(), default=dl.edge_weight,
                    help="weight of the border-step term against bright or dark edge stripes (0 = off)")
-    p.add_argument("--edge-form", default=dl.edge_form, choices=["change", "drawn"],
+    p.add_argument("--edge-form", default=dl.edge_form, choices=EDGE_FORMS,
                    help="what the border-step term asks: the photo's own step (change), or no step beyond it, so "
                         "that a style may paint over a photo's edge line but not draw one (drawn)")
     p.add_argument("--patch-weight", type=real(), default=dl.patch_weight,

@@ -27,9 +27,6 @@ def border_steps(y, band: int = 2) -> list:
             y[..., :, -b:].mean((-2, -1)) - y[..., :, -3 * b:-b].mean((-2, -1))]
 
 
-FORMS = ("change", "drawn")
-
-
 def edge_stripes(out: torch.Tensor, content: torch.Tensor, bands: tuple[int, ...] = BANDS,
                  form: str = "change") -> torch.Tensor:
     """Mean square of the output's border steps against the photo's (N, 3, H, W tensors, H, W >= 24): their
