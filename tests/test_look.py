@@ -188,7 +188,8 @@ def test_edge_term_trains_a_border_frame_away(form):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert before > 5e-4 and float(edge_stripes(net(x), x, form=form)) < 0.2 * before
+    floor = {"change": 1e-3, "drawn": 5e-4}[form]  # drawn counts only the frame's part beyond the photo's steps
+    assert before > floor and float(edge_stripes(net(x), x, form=form)) < 0.2 * before
 
 
 def test_stability_is_the_noise_itself_for_a_gentle_net_and_low_for_one_that_flips_with_the_last_bit():
