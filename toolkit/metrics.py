@@ -75,9 +75,10 @@ def edge_stripe(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND) ->
     """The largest step of the output's `band`-px ring against the 2*band pixels inside it that the photo does not
     have, over the four sides, in luma units of [0, 1]: brighter than the photo's own brighter step (0 when the
     photo's ring is darker), or darker than its own darker step."""
+    from toolkit.losses.edges import drawn_steps
+
     out, own = _border_steps(output, photo, band)
-    drawn = np.maximum(out - np.maximum(own, 0), np.minimum(own, 0) - out)
-    return float(max(drawn.max(), 0.0))
+    return float(drawn_steps(out, own).max())
 
 
 def edge_stripe_change(output: np.ndarray, photo: np.ndarray, band: int = EDGE_BAND) -> float:

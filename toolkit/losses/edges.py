@@ -27,6 +27,13 @@ def border_steps(y, band: int = 2) -> list:
             y[..., :, -b:].mean((-2, -1)) - y[..., :, -3 * b:-b].mean((-2, -1))]
 
 
+def drawn_steps(step, own):
+    """The part of border steps `step` beyond the photo's own steps `own`: how much brighter than its brighter step
+    (none when the photo's ring is darker) or darker than its darker one; >= 0, numpy arrays and torch tensors alike
+    (the drawn edge term and toolkit.metrics.edge_stripe)."""
+    return (step - own.clip(min=0)).clip(min=0) + (own.clip(max=0) - step).clip(min=0)
+
+
 def edge_stripes(out: torch.Tensor, content: torch.Tensor, bands: tuple[int, ...] = BANDS,
                  form: str = "change") -> torch.Tensor:
     """Mean square of the output's border steps against the photo's (N, 3, H, W tensors, H, W >= 24): their
@@ -35,7 +42,7 @@ def edge_stripes(out: torch.Tensor, content: torch.Tensor, bands: tuple[int, ...
     for b in bands:
         step, own = torch.stack(border_steps(out, b)), torch.stack(border_steps(content, b))
         if form == "drawn":
-            miss = torch.relu(step - own.clamp(min=0)) + torch.relu(own.clamp(max=0) - step)
+            miss = drawn_steps(step, own)
         else:
             miss = step - own
         total = total + (miss ** 2).mean()
