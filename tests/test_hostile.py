@@ -418,6 +418,8 @@ TRAIN_CASES = [
     ("negative grain weight", ["--grain-weight", "-0.5"], "--grain-weight: must be a finite number"),
     ("nan edge weight", ["--edge-weight", "nan"], "--edge-weight: must be a finite number"),
     ("unknown edge form", ["--edge-form", "both"], "invalid choice: 'both'"),
+    ("negative turn weight", ["--turn-weight", "-1"], "--turn-weight: must be a finite number"),
+    ("unknown turn form", ["--turn-form", "angles"], "invalid choice: 'angles'"),
     ("negative patch weight", ["--patch-weight", "-2"], "--patch-weight: must be a finite number"),
     ("zero patch scale", ["--patch-scale", "0"], "--patch-scale: must be a finite number > 0"),
     ("patch scale above 1", ["--patch-scale", "2"], "patch scale must be in (0, 1]"),

@@ -1,5 +1,5 @@
-"""The look: grain and edge-stripe measures, the shift-equivariance term that removes grain, deeper and multi-scale
-style taps, and data paths recorded relative to the data root."""
+"""The look: grain and edge-stripe measures, the shift-equivariance term that removes grain, the turn term that makes
+strokes follow the photo, deeper and multi-scale style taps, and data paths recorded relative to the data root."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from toolkit.config import LossConfig
 from toolkit.losses import build_loss, gram_matrix, load_vgg
 from toolkit.losses.shift import shift_equivariance
+from toolkit.losses.turns import stroke_directions, turn_equivariance
 from toolkit.metrics import edge_stripe, edge_stripe_change, flat_mask, grain
 from toolkit.paths import portable_path, resolve_data_path
 
@@ -229,6 +230,109 @@ def test_shift_term_trains_the_grain_away():
         loss.backward()
         opt.step()
     assert float(shift_equivariance(net, x, net(x), 4)) < 0.2 * before
+
+
+def stripes(n: int, along: str, period: int = 6) -> torch.Tensor:
+    """A grey (1, 3, n, n) picture of parallel stripes running along the rows ("x") or the columns ("y")."""
+    wave = 0.5 + 0.4 * torch.cos(torch.arange(n) * 2 * torch.pi / period)
+    picture = wave[:, None].expand(n, n) if along == "x" else wave[None, :].expand(n, n)
+    return picture.expand(1, 3, n, n).contiguous()
+
+
+def test_stroke_directions_give_the_strokes_axis_with_their_coherence():
+    centre = (..., slice(16, 48), slice(16, 48))
+    along_x, along_y = stroke_directions(stripes(64, "x"))[centre], stroke_directions(stripes(64, "y"))[centre]
+    assert torch.allclose(along_x[:, 0], torch.tensor(-1.0), atol=0.02) and along_x[:, 1].abs().max() < 0.02
+    assert torch.allclose(along_y[:, 0], torch.tensor(1.0), atol=0.02)
+    i = torch.arange(64.0)
+    diagonal = (0.5 + 0.4 * torch.cos((i[:, None] + i[None, :]) * 2 * torch.pi / 8)).expand(1, 3, 64, 64)
+    assert stroke_directions(diagonal)[centre][:, 1].abs().min() > 0.95
+    dabs = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert stroke_directions(dabs)[centre].norm(dim=1).mean() < 0.3  # noise has no direction
+
+
+class ScreenStripes(torch.nn.Module):
+    """A 'style' that hatches every photo along the screen's rows, whatever the photo."""
+
+    def forward(self, x):
+        return 0.5 * x + 0.5 * stripes(x.shape[-1], "x")
+
+
+class LatticeSamples(torch.nn.Module):
+    """Keeps the pixels on a stride-4 lattice and blanks the rest: turned about a lattice point it turns with the
+    photo, turned about the crop's centre it does not."""
+
+    def forward(self, x):
+        keep = torch.zeros_like(x)
+        keep[..., ::4, ::4] = 1
+        return x * keep
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_turn_term_turns_about_a_point_of_the_stride_lattice(turns):
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(turns))
+    net = LatticeSamples()
+    assert float(turn_equivariance(net, x, net(x), stride=4, turns=turns, form="pixels")) < 1e-12
+    about_centre = torch.rot90(net(torch.rot90(x, turns, (-2, -1))), -turns, (-2, -1))
+    assert float(F.mse_loss(about_centre, net(x))) > 0.01  # what a naive turn would have asked of the same net
+
+
+def test_turn_term_charges_strokes_fixed_to_the_screen_only_for_quarter_turns():
+    x = torch.from_numpy(natural_image(64, 64, seed=4)).permute(2, 0, 1)[None].contiguous()
+    net = ScreenStripes()
+    quarter = float(turn_equivariance(net, x, net(x), stride=4, turns=1))
+    half = float(turn_equivariance(net, x, net(x), stride=4, turns=2))
+    assert quarter > 0.5 and half < 0.05 * quarter  # upside down, screen rows are still rows
+    assert float(turn_equivariance(torch.nn.Identity(), x, x, stride=4, turns=1)) < 1e-12
+
+
+@pytest.mark.parametrize("form", ["strokes", "pixels"])
+def test_turn_term_trains_a_screen_direction_away(form):
+    """A few steps of the term alone on a net that starts out hatching every photo along the screen's rows."""
+
+    class Hatching(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_model()
+            self.amount = torch.nn.Parameter(torch.tensor(1.0))
+
+        def forward(self, x):
+            return self.net(x) + self.amount * 0.3 * (stripes(x.shape[-1], "x") - 0.5)
+
+    torch.manual_seed(0)
+    net = Hatching().train()
+    x = torch.from_numpy(np.stack([natural_image(48, 48, seed=s) for s in range(4)])).permute(0, 3, 1, 2).contiguous()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    before = float(turn_equivariance(net, x, net(x), 4, 1, form))
+    for step in range(30):
+        loss = turn_equivariance(net, x, net(x), 4, 1 + step % 3, form)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(turn_equivariance(net, x, net(x), 4, 1, form)) < 0.2 * before
+
+
+def test_stroke_turn_measure_is_zero_for_strokes_of_the_photo_and_two_for_strokes_of_the_screen():
+    from toolkit.metrics import stroke_turn
+
+    class Net(torch.nn.Module):  # what the measure needs of a model: a forward and a stride
+        def __init__(self, f):
+            super().__init__()
+            self.f, self.config = f, type("Config", (), {"stride": 4})()
+
+        def forward(self, x):
+            return self.f(x)
+
+    photo = torch.from_numpy(natural_image(80, 96, seed=6)).permute(2, 0, 1)[None].contiguous()
+    assert stroke_turn(Net(lambda x: x.clamp(0, 1) ** 2), photo) < 1e-6  # a colour grade keeps the photo's strokes
+    assert stroke_turn(Net(lambda x: 0.05 * x + 0.95 * stripes(x.shape[-1], "x")), photo) > 1.8
+
+
+def test_a_loss_config_with_an_unknown_turn_form_is_refused():
+    from toolkit.errors import UserError
+
+    with pytest.raises(UserError, match="turn form must be strokes or pixels"):
+        LossConfig(turn_form="angles")
 
 
 def test_multiscale_style_loss_keeps_one_target_gram_per_scale_and_tap():

@@ -174,6 +174,7 @@ class ArchConfig:
 
 
 EDGE_FORMS = ("change", "drawn")  # what the edge term asks (toolkit/losses/edges.py)
+TURN_FORMS = ("strokes", "pixels")  # what the turn term asks (toolkit/losses/turns.py)
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,9 @@ class LossConfig:
     tv_weight: float = 0.5
     temporal_weight: float = 0.0
     shift_weight: float = 0.0                    # shift equivariance (toolkit/losses/shift.py): against grain
+    turn_weight: float = 0.0                     # quarter-turn equivariance (toolkit/losses/turns.py): strokes
+                                                 # that follow the photo's forms, not one screen direction
+    turn_form: str = "strokes"                   # strokes: their directions turn | pixels: every pixel (TURN_FORMS)
     grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
     edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
     edge_form: str = "change"                    # change: the photo's step | drawn: no step beyond it (EDGE_FORMS)
@@ -205,6 +209,8 @@ class LossConfig:
             raise UserError(f"patch scale must be in (0, 1], got {self.patch_scale}")
         if self.edge_form not in EDGE_FORMS:
             raise UserError(f"edge form must be {' or '.join(EDGE_FORMS)}, got {self.edge_form!r}")
+        if self.turn_form not in TURN_FORMS:
+            raise UserError(f"turn form must be {' or '.join(TURN_FORMS)}, got {self.turn_form!r}")
 
 
 @dataclass(frozen=True)

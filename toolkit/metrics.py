@@ -10,6 +10,10 @@ edge_stripe  how much brighter the outer 2-pixel ring is than the band just insi
 stability    PSNR of the output under sensor noise: the photo plus Gaussian noise of 1/255 (seeded) against the photo.
              A net whose texture flips with the last bit of a pixel flickers on video and cannot pass int8 parity
              (rounding to 8 bits perturbs it about as much); the shipped nets measure 29-44 dB on the worst photo.
+stroke_turn  whether the strokes follow the photo or the screen: the photo's central square turned a quarter turn,
+             painted, turned back, and the strokes' local directions compared with the unturned painting's
+             (toolkit/losses/turns.py: stroke_turn_error). 0 = every stroke takes its direction from the photo,
+             1 = unrelated to it, 2 = fixed to the screen (a net that hatches every photo on one diagonal).
 style_strength   Gram distance of the output to the style image over the photo's own distance, per tap
              relu1_1..relu3_1 and averaged (lower = more stylised), through `toolkit.losses.measuring_loss`.
 """
@@ -117,7 +121,7 @@ def look_row(model, loss, rgb: np.ndarray) -> tuple[dict, np.ndarray]:
     mask = flat_mask(rgb)
     row = {**style_strength(loss, y, x), "grain": grain(out, mask=mask), "photo_grain": grain(rgb, mask=mask),
            "edge_stripe": edge_stripe(out, rgb), "edge_stripe_change": edge_stripe_change(out, rgb),
-           "stability_db": stability(model, x, y)}
+           "stability_db": stability(model, x, y), "stroke_turn": stroke_turn(model, x)}
     return row, out
 
 
@@ -132,3 +136,18 @@ def stability(model, x, y=None, noise: float = NOISE) -> float:
     with torch.no_grad():
         y = model(x) if y is None else y
         return psnr(model((x + n).clamp(0, 1)).numpy(), y.numpy())
+
+
+def stroke_turn(model, x, side: int = 512) -> float:
+    """The stroke_turn measure above on the (1,3,H,W) photo's central square (at most `side`, a multiple of the
+    net's stride)."""
+    import torch
+
+    from toolkit.losses.turns import stroke_turn_error
+
+    stride = model.config.stride
+    n = min(side, *x.shape[-2:]) // stride * stride
+    top, left = (x.shape[-2] - n) // 2, (x.shape[-1] - n) // 2
+    square = x[..., top:top + n, left:left + n]
+    with torch.no_grad():
+        return stroke_turn_error(model, square, model(square), stride)

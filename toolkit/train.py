@@ -165,7 +165,8 @@ def first_batch_read(loader: DataLoader) -> Iterator[torch.Tensor]:
 def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
     (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
-    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py)."""
+    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py), quarter-turn
+    equivariance for strokes that follow the photo (toolkit/losses/turns.py, the turn chosen by `sample_step`)."""
     out = net(batch)
     losses = loss_fn(out, batch)
     if cfg.loss.temporal_weight > 0:
@@ -189,6 +190,13 @@ def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_
         stride = getattr(net, "module", net).config.stride
         losses["shift"] = shift_equivariance(net, batch, out, stride)
         losses["total"] = losses["total"] + cfg.loss.shift_weight * losses["shift"]
+    if cfg.loss.turn_weight > 0:
+        from toolkit.losses.turns import quarter_turns, turn_equivariance
+
+        stride = getattr(net, "module", net).config.stride
+        losses["turn"] = turn_equivariance(net, batch, out, stride, quarter_turns(sample_step),
+                                           form=cfg.loss.turn_form)
+        losses["total"] = losses["total"] + cfg.loss.turn_weight * losses["turn"]
     return losses
 
 

@@ -7,7 +7,7 @@ HELP = "train a style with the perceptual loss (resumable; runs under torchrun f
 
 def add_arguments(p) -> None:
     from toolkit.commands import MAX_STEPS, MAX_WORKERS, real, whole
-    from toolkit.config import EDGE_FORMS, LossConfig, TrainConfig
+    from toolkit.config import EDGE_FORMS, TURN_FORMS, LossConfig, TrainConfig
 
     d, dl = TrainConfig(), LossConfig()
     p.add_argument("--style-image", required=True, help="the style image")
@@ -26,6 +26,12 @@ def add_arguments(p) -> None:
                    help="weight of the synthetic-motion temporal stability loss (0 = off)")
     p.add_argument("--shift-weight", type=real(), default=dl.shift_weight,
                    help="weight of the shift-equivariance term against lattice-locked grain (0 = off)")
+    p.add_argument("--turn-weight", type=real(), default=dl.turn_weight,
+                   help="weight of the quarter-turn equivariance term: a photo turned a quarter turn is painted "
+                        "turned, so strokes take their direction from the photo, not the screen (0 = off)")
+    p.add_argument("--turn-form", default=dl.turn_form, choices=TURN_FORMS,
+                   help="what the turn term compares: the strokes' local directions (strokes), which leaves each "
+                        "stroke free to fall anew, or every pixel (pixels)")
     p.add_argument("--grain-weight", type=real(), default=dl.grain_weight,
                    help="weight of the even/odd phase-balance term against the 2-pixel grain (0 = off)")
     p.add_argument("--edge-weight", type=real(), default=dl.edge_weight,
@@ -122,8 +128,9 @@ def run(args) -> int:
     check_pixels(args.style_size, args.style_size, "--style-size")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
-                      shift_weight=args.shift_weight, grain_weight=args.grain_weight, edge_weight=args.edge_weight,
-                      edge_form=args.edge_form,
+                      shift_weight=args.shift_weight, turn_weight=args.turn_weight, grain_weight=args.grain_weight,
+                      edge_weight=args.edge_weight, edge_form=args.edge_form,
+                      turn_form=args.turn_form,
                       patch_weight=args.patch_weight, patch_scale=args.patch_scale,
                       style_layers=args.style_layers, content_layers=args.content_layers,
                       style_scales=args.style_scales, style_balance=args.style_balance,

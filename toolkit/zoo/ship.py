@@ -81,6 +81,8 @@ def train_command(cfg: dict, name: str) -> str:
                       and tuple(loss[key]) != tuple(default))
             + (" --style-balance" if loss.get("style_balance") else "")
             + (f" --shift-weight {loss['shift_weight']}" if loss.get("shift_weight") else "")
+            + (f" --turn-weight {loss['turn_weight']} --turn-form {loss.get('turn_form', 'strokes')}"
+               if loss.get("turn_weight") else "")
             + (f" --grain-weight {loss['grain_weight']}" if loss.get("grain_weight") else "")
             + (f" --edge-weight {loss['edge_weight']}" if loss.get("edge_weight") else "")
             + (f" --edge-form {loss['edge_form']}" if loss.get("edge_form", "change") != "change" else "")
