@@ -536,7 +536,14 @@ def test_patch_term_at_a_coarser_scale_matches_the_downscaled_output_to_the_down
 
 
 @pytest.mark.filterwarnings("ignore:using a random-weight VGG")
-def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(tmp_path, image_dir):
+@pytest.mark.parametrize("flags, recorded, recipe, term", [
+    (["--patch-weight", "3", "--patch-scale", "0.5"], {"patch_weight": 3.0, "patch_scale": 0.5},
+     "--patch-weight 3.0 --patch-scale 0.5", "patch"),
+    (["--turn-weight", "5", "--turn-form", "pixels"], {"turn_weight": 5.0, "turn_form": "pixels"},
+     "--turn-weight 5.0 --turn-form pixels", "turn"),
+], ids=["patch", "turn"])
+def test_a_term_from_the_command_line_is_trained_recorded_and_in_the_ship_recipe(tmp_path, image_dir, flags, recorded,
+                                                                                  recipe, term):
     from PIL import Image
 
     from toolkit.checkpoint import load_checkpoint
@@ -547,12 +554,11 @@ def test_patch_weight_from_the_command_line_is_recorded_and_in_the_ship_recipe(t
     Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
     assert main(["train", "--style-image", str(style), "--content-dir", str(image_dir), "--name", "p", "--arch",
                  "tiny", "--steps", "2", "--size", "32", "--batch", "2", "--workers", "0", "--sample-every", "0",
-                 "--loss-net", "random", "--patch-weight", "3", "--patch-scale", "0.5",
-                 "--out", str(tmp_path / "runs")]) == 0
+                 "--loss-net", "random", *flags, "--out", str(tmp_path / "runs")]) == 0
     meta = load_checkpoint(tmp_path / "runs" / "p" / "p.safetensors").meta
-    assert meta["train_config"]["loss"]["patch_weight"] == 3.0
-    assert meta["train_config"]["loss"]["patch_scale"] == 0.5
-    assert "--patch-weight 3.0 --patch-scale 0.5" in train_command(meta["train_config"], "p")
+    assert {k: meta["train_config"]["loss"][k] for k in recorded} == recorded
+    assert all(step[term] > 0 for step in meta["history"])
+    assert recipe in train_command(meta["train_config"], "p")
 
 
 def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe_with_variants(tmp_path):
