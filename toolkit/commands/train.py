@@ -128,9 +128,8 @@ def run(args) -> int:
     check_pixels(args.style_size, args.style_size, "--style-size")
     loss = LossConfig(loss_net=args.loss_net, loss_weights=args.loss_weights, content_weight=args.content_weight,
                       style_weight=args.style_weight, tv_weight=args.tv_weight, temporal_weight=args.temporal_weight,
-                      shift_weight=args.shift_weight, turn_weight=args.turn_weight, grain_weight=args.grain_weight,
-                      edge_weight=args.edge_weight, edge_form=args.edge_form,
-                      turn_form=args.turn_form,
+                      shift_weight=args.shift_weight, turn_weight=args.turn_weight, turn_form=args.turn_form,
+                      grain_weight=args.grain_weight, edge_weight=args.edge_weight, edge_form=args.edge_form,
                       patch_weight=args.patch_weight, patch_scale=args.patch_scale,
                       style_layers=args.style_layers, content_layers=args.content_layers,
                       style_scales=args.style_scales, style_balance=args.style_balance,
