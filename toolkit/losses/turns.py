@@ -11,7 +11,8 @@ which a net with a preferred screen direction cannot satisfy: it has to take eac
 The turn is taken about a point of the net's stride lattice: a stride-s net samples its input at multiples of s from
 its origin, and turning a crop about its own centre would move every sample half a lattice period (the shift term's
 job, toolkit/losses/shift.py, which flattens texture). So the turned input is the sub-crop of side n - s whose
-reversed axes start at pixel 1: its samples land on the same photo pixels as the unturned net's.
+reversed axes start where their last pixel lands on the lattice (pixel 1 when n is a multiple of s): its samples
+land on the same photo pixels as the unturned net's.
 One extra forward/backward of the (small) net, no encoder pass.
 """
 
@@ -57,8 +58,10 @@ def turned_pair(net, x: torch.Tensor, out: torch.Tensor, stride: int, turns: int
     if x.shape[-2] != n:
         raise ValueError(f"the turn term needs square crops, got {tuple(x.shape[-2:])}")
     m = n - stride
-    # torch.rot90 by k reverses the width axis of its input (k = 1), both axes (k = 2) or the height axis (k = 3)
-    top, left = int(turns % 4 in (2, 3)), int(turns % 4 in (1, 2))
+    # torch.rot90 by k reverses the width axis of its input (k = 1), both axes (k = 2) or the height axis (k = 3); a
+    # reversed axis starts where its last pixel, the turned net's first sample, lands on the lattice: off + m - 1 = 0
+    flip = (1 - m) % stride
+    top, left = flip if turns % 4 in (2, 3) else 0, flip if turns % 4 in (1, 2) else 0
     window = (..., slice(top, top + m), slice(left, left + m))
     back = torch.rot90(net(torch.rot90(x[window], turns, dims=(-2, -1))), -turns, dims=(-2, -1))
     same = out[window]
