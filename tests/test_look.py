@@ -268,7 +268,7 @@ class LatticeSamples(torch.nn.Module):
         return x * keep
 
 
-@pytest.mark.parametrize("side", [64, 63, 62, 61])  # --crop-phases trims crops to every size mod the stride
+@pytest.mark.parametrize("side", [64, 63, 62, 61])  # crops of every side modulo the stride
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_turn_term_turns_about_a_point_of_the_stride_lattice(turns, side):
     x = torch.rand(2, 3, side, side, generator=torch.Generator().manual_seed(turns))
@@ -328,30 +328,6 @@ def test_stroke_turn_measure_is_zero_for_strokes_of_the_photo_and_two_for_stroke
     photo = torch.from_numpy(natural_image(80, 96, seed=6)).permute(2, 0, 1)[None].contiguous()
     assert stroke_turn(Net(lambda x: x.clamp(0, 1) ** 2), photo) < 1e-6  # a colour grade keeps the photo's strokes
     assert stroke_turn(Net(lambda x: 0.05 * x + 0.95 * stripes(x.shape[-1], "x")), photo) > 1.8
-
-
-def test_crop_phases_trim_each_steps_crops_at_the_top_left_by_the_step_modulo_the_stride():
-    """So the bottom/right frame meets the stride lattice at every phase, as photos of any size put it."""
-    from toolkit.config import TrainConfig
-    from toolkit.train import training_losses
-
-    seen = []
-
-    class Recording(torch.nn.Module):
-        config = type("Config", (), {"stride": 4})()
-
-        def forward(self, x):
-            seen.append(x)
-            return x
-
-    batch = torch.rand(2, 3, 32, 32)
-    for step in range(6):
-        training_losses(Recording(), lambda out, x: {"total": out.mean()}, batch, TrainConfig(crop_phases=True), step)
-    assert [tuple(x.shape[-2:]) for x in seen] == [(32, 32), (31, 31), (30, 30), (29, 29), (32, 32), (31, 31)]
-    assert torch.equal(seen[3], batch[..., 3:, 3:])  # the bottom/right frame kept, the lattice moved against it
-    seen.clear()
-    training_losses(Recording(), lambda out, x: {"total": out.mean()}, batch, TrainConfig(), 3)
-    assert seen[0].shape == batch.shape
 
 
 def test_a_loss_config_with_an_unknown_turn_form_is_refused():

@@ -101,14 +101,13 @@ def test_a_fine_tuned_checkpoint_records_how_its_starting_point_was_trained(tmp_
                           {"name": "s", "step": 600, "history": [],
                            "train_config": {"arch": "tiny", "steps": 600, "init": str(base), "style_image": "/x/s.png",
                                             "freeze_batch_stats": True, "frame_crops": 0.5, "edge_ramps": 0.25,
-                                            "crop_phases": True,
                                             "loss": {"temporal_weight": 200.0, "edge_weight": 8000.0,
                                                      "edge_form": "drawn", "turn_weight": 150.0}}})
     meta = load_checkpoint(package_checkpoint(src, "s", "a test pattern", "CC0", zoo_dir=tmp_path / "zoo")).meta
     assert "--init base.safetensors" in meta["train_command"]
     assert " --edge-weight 8000.0 --edge-form drawn " in meta["train_command"]
     assert " --turn-weight 150.0 --turn-form strokes " in meta["train_command"]
-    assert meta["train_command"].endswith(" --freeze-batch-stats --frame-crops 0.5 --edge-ramps 0.25 --crop-phases")
+    assert meta["train_command"].endswith(" --freeze-batch-stats --frame-crops 0.5 --edge-ramps 0.25")
     assert meta["train_config"]["init"] == "base.safetensors"  # no local paths
     assert meta["fine_tuned_from"]["steps"] == 1000
     assert "--steps 1000" in meta["fine_tuned_from"]["train_command"]

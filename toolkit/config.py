@@ -234,8 +234,6 @@ class TrainConfig:
                                                  # the net learns the photo's own frame (see random_crop)
     edge_ramps: float = 0.0                      # fraction of crops given a scan line or ramp along one side
                                                  # (see edge_ramp)
-    crop_phases: bool = False                    # trim step % stride px off the crops' top and left, so their
-                                                 # bottom/right frame falls at every phase of the stride lattice
     loss: LossConfig = field(default_factory=LossConfig)
 
     @staticmethod

@@ -166,11 +166,7 @@ def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
     (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
     (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py), quarter-turn
-    equivariance for strokes that follow the photo (toolkit/losses/turns.py, the turn chosen by `sample_step`).
-    With `cfg.crop_phases` the batch first loses `sample_step % stride` rows and columns at its top and left."""
-    if cfg.crop_phases:
-        k = sample_step % getattr(net, "module", net).config.stride
-        batch = batch[..., k:, k:]
+    equivariance for strokes that follow the photo (toolkit/losses/turns.py, the turn chosen by `sample_step`)."""
     out = net(batch)
     losses = loss_fn(out, batch)
     if cfg.loss.temporal_weight > 0:

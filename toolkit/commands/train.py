@@ -76,10 +76,6 @@ def add_arguments(p) -> None:
                    help="fraction of training crops given a scan line (1-2 px) or a ramp (2-12 px) along one side "
                         "(default 0): with --edge-weight the net learns not to turn a photo's own edge line into a "
                         "stripe")
-    p.add_argument("--crop-phases", action="store_true",
-                   help="trim 0..stride-1 px (by step) off the top and left of the training crops, so the net meets "
-                        "the bottom and right frame at every phase of its stride lattice, as photos of any size "
-                        "put it (a 256-px crop always puts it at one)")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true", help="continue runs/<name> from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="restart runs/<name> from scratch")
@@ -143,7 +139,7 @@ def run(args) -> int:
                       seed=args.seed, workers=args.workers, sample_every=args.sample_every,
                       checkpoint_every=args.checkpoint_every, init=_init_path(args.init),
                       freeze_batch_stats=args.freeze_batch_stats, frame_crops=args.frame_crops,
-                      edge_ramps=args.edge_ramps, crop_phases=args.crop_phases, loss=loss)
+                      edge_ramps=args.edge_ramps, loss=loss)
     path = train(cfg, out_root=args.out, resume=args.resume, overwrite=args.overwrite)
     print(path)
     return 0

@@ -91,8 +91,7 @@ def train_command(cfg: dict, name: str) -> str:
             + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else "")
             + (" --freeze-batch-stats" if cfg.get("freeze_batch_stats") else "")
             + (f" --frame-crops {cfg['frame_crops']}" if cfg.get("frame_crops") else "")
-            + (f" --edge-ramps {cfg['edge_ramps']}" if cfg.get("edge_ramps") else "")
-            + (" --crop-phases" if cfg.get("crop_phases") else ""))
+            + (f" --edge-ramps {cfg['edge_ramps']}" if cfg.get("edge_ramps") else ""))
 
 
 def eval_photos(limit: int = 6) -> list[Path]:
