@@ -15,9 +15,9 @@ from toolkit.models import create_model
 SIZES = [(8, 8), (17, 33), (257, 258), (259, 256), (256, 255), (721, 1281)]
 
 
-def _net():
+def _net(preset="nano_fine"):
     torch.manual_seed(0)
-    model = create_model("nano_fine").eval()
+    model = create_model(preset).eval()
     with torch.no_grad():
         for prm in model.parameters():
             prm.add_(torch.randn_like(prm) * 0.1)
@@ -47,12 +47,13 @@ def test_stylize_refuses_a_side_below_the_minimum_in_one_line():
         stylize_tensor(_net(), torch.rand(1, 3, 7, 64))
 
 
-def test_the_dynamic_onnx_export_equals_the_net_at_any_size(tmp_path):
+@pytest.mark.parametrize("preset", ["nano_fine", "nano_deep_lite_edge"])  # reflected / replicated context ring
+def test_the_dynamic_onnx_export_equals_the_net_at_any_size(preset, tmp_path):
     pytest.importorskip("onnxruntime")
     from toolkit.export import ExportSpec, export_artifact
     from toolkit.runtime import load_runner
 
-    model = _net()
+    model = _net(preset)
     export_artifact(model, ExportSpec(target="onnx", style="n"), tmp_path / "n.onnx")
     runner = load_runner(tmp_path / "n.onnx")
     for h, w in SIZES:

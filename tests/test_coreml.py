@@ -39,6 +39,8 @@ KNOB_VARIANTS = {
     "bottleneck-instance-pixelshuffle-bilinearhead-skip-zero": dataclasses.replace(
         TINY_ARCH, upsample="pixelshuffle", head="bilinear", skip=True, padding="zero"),
     # batch norm right after a conv is folded into it by the converter; after conv_bilinear's resize it stays.
+    "bottleneck-instance-convbilinear-shuffle-replicatedring": dataclasses.replace(
+        TINY_ARCH, context_pad=8, context_mode="replicate"),
     "residual-batch-convbilinear-shuffle-9x9": dataclasses.replace(
         TINY_ARCH, block="residual", norm="batch", first_kernel=9, last_kernel=9, down_kernel=3),
 }
@@ -245,7 +247,7 @@ def test_knob_variants_cover_every_op_the_nets_emit(exported):
         seen |= set(MILInterpreter(exported(variant, net(config), "fp16")).op_types)
     assert seen == {"const", "cast", "mul", "add", "pad", "conv", "conv_transpose", "instance_norm", "batch_norm",
                     "relu", "upsample_nearest_neighbor", "upsample_bilinear", "pixel_shuffle", "sigmoid", "tanh",
-                    "clip"}
+                    "clip", "slice_by_index"}
     assert seen <= set(OPS)
 
 

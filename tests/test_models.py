@@ -47,19 +47,26 @@ def test_nano_matches_hand_counted_macs_and_stays_under_budget():
     assert hand <= 0.6e9
 
 
-def test_context_pad_reflects_the_frame_around_the_net_and_crops_it_back():
-    cfg = dataclasses.replace(arch_config("tiny"), context_pad=4)
+@pytest.mark.parametrize("mode, ring", [("reflect", 4), ("replicate", 8)])
+def test_context_ring_pads_the_frame_around_the_net_and_crops_it_back(mode, ring):
+    cfg = dataclasses.replace(arch_config("tiny"), context_pad=ring, context_mode=mode)
     model = TransformerNet(cfg).eval()
     for h, w in ((32, 32), (17, 33)):
         x = torch.rand(1, 3, h, w)
-        padded = F.pad(x, (4, 4 + (-w) % 4, 4, 4 + (-h) % 4), mode="reflect")
+        padded = F.pad(x, (ring, ring + (-w) % 4, ring, ring + (-h) % 4), mode=mode)
         with torch.no_grad():
-            assert torch.equal(model(x), model._forward(padded)[..., 4:4 + h, 4:4 + w])
+            assert torch.equal(model(x), model._forward(padded)[..., ring:ring + h, ring:ring + w])
     x = torch.rand(1, 3, 8, 8)  # min_side: 4 + 3 pixels of reflection on an 8-pixel side still fit
     assert model(x).shape == x.shape
-    for bad in (-1, cfg.stride + 1):
-        with pytest.raises(UserError, match="context_pad"):
-            dataclasses.replace(cfg, context_pad=bad)
+
+
+def test_context_ring_is_refused_wider_than_its_mode_allows_or_in_an_unknown_mode():
+    cfg = arch_config("tiny")
+    for mode, bad in (("reflect", -1), ("reflect", cfg.stride + 1), ("replicate", 2 * cfg.stride + 1)):
+        with pytest.raises(UserError, match=f"context_pad must be 0..[0-9]+ with context_mode {mode}"):
+            dataclasses.replace(cfg, context_pad=bad, context_mode=mode)
+    with pytest.raises(UserError, match="context_mode must be one of reflect, replicate"):
+        dataclasses.replace(cfg, context_mode="wrap")
 
 
 def _trunk_reach(model) -> int:

@@ -98,6 +98,11 @@ def test_edge_pad_is_torch_padding():
             # a second padding after the first (the stem conv's own after the context ring) in the same gather
             then = torch.nn.functional.pad(want, (1, 2, 1, 0), mode=mode)
             assert torch.equal(EdgePad(padding, mode, then=(1, 2, 1, 0))(x), then)
+            # the stem's reflection after a replicated context ring
+            then = torch.nn.functional.pad(want, (1, 2, 1, 0), mode="reflect")
+            assert torch.equal(EdgePad(padding, mode, then=(1, 2, 1, 0), then_mode="reflect")(x), then)
+    x = torch.rand(1, 3, 8, 9)  # a replicated ring wider than the side (8 + 3 px on 8 px)
+    assert torch.equal(EdgePad((8, 11, 8, 8), "replicate")(x), torch.nn.functional.pad(x, (8, 11, 8, 8), mode="replicate"))
 
 
 @pytest.fixture(scope="module")

@@ -109,6 +109,23 @@ def test_frames_come_back_in_order_and_match_a_single_session(tmp_path, clip, to
     assert np.array_equal(got, expected)  # PNG frames are lossless: exact, in order
 
 
+def test_a_frame_of_any_size_is_stylised_as_the_image_path_does_it():
+    """The net pads every side itself (its context ring, the bottom / right up to the stride, in its own mode), so
+    the video path hands it the frame as it is: a replicated ring padded again by reflection would differ there."""
+    import dataclasses
+
+    import torch
+
+    from conftest import TINY_ARCH
+
+    model = tiny_model(dataclasses.replace(TINY_ARCH, context_pad=8, context_mode="replicate")).eval()
+    frame = (natural_image(37, 53) * 255).astype(np.uint8)
+    with torch.no_grad():
+        want = model(torch.from_numpy(frame.astype(np.float32).transpose(2, 0, 1)[None] / 255.0))[0]
+    want = (np.clip(want.numpy().transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(FrameStylizer(make_payload(model, "torch"))(frame), want)
+
+
 @pytest.mark.parametrize("stabilize", [False, True])
 def test_one_and_three_workers_give_identical_output(tmp_path, clip, torch_payload, stabilize):
     one, three = tmp_path / "one", tmp_path / "three"

@@ -15,6 +15,7 @@ C = TypeVar("C")
 
 BLOCKS = ("residual", "bottleneck", "dwsep")
 PADDINGS = ("reflect", "zero", "replicate")
+CONTEXT_MODES = ("reflect", "replicate")
 NORMS = ("instance", "batch", "none")
 UPSAMPLES = ("nearest", "bilinear", "transposed", "pixelshuffle", "conv_bilinear")
 HEADS = ("conv", "shuffle", "bilinear")
@@ -107,8 +108,12 @@ class ArchConfig:
     head_padding: str | None = None  # padding of the full-resolution head convs (None: `padding`); "replicate"
                                      # makes the deploy-time fold of a bilinear head exact up to the frame's edge
     skip: bool = False               # add the stem's features into the up path at the same resolution (U-Net)
-    context_pad: int = 0             # pixels of the image reflected around it before the net and cropped after
-                                     # (0..stride): the net's own edge handling falls outside the frame
+    context_pad: int = 0             # pixels of the image padded around it before the net and cropped after
+                                     # (0..stride reflected, 0..2 x stride replicated): the net's own edge
+                                     # handling falls outside the frame
+    context_mode: str = "reflect"    # how that ring (and the pad of other sides up to the stride) is filled:
+                                     # reflect mirrors a line along the frame into a ridge a stroke can follow;
+                                     # replicate extends each edge pixel outward
     dilations: Tuple[int, ...] = ()  # dilation of each residual block's 3x3 conv (empty: all 1); the trunk's reach
                                      # grows by 2 * (d - 1) lowest-resolution cells per block at the same MACs
     output: str = "sigmoid"
@@ -145,8 +150,13 @@ class ArchConfig:
             raise UserError("arch head_hidden needs head='bilinear' or 'shuffle'")
         if self.head_hidden < 0:
             raise UserError(f"arch head_hidden must be >= 0, got {self.head_hidden}")
-        if not 0 <= self.context_pad <= self.stride:
-            raise UserError(f"arch context_pad must be 0..{self.stride} (the stride), got {self.context_pad}")
+        check("context_mode", self.context_mode, CONTEXT_MODES)
+        # a reflection must be narrower than the smallest input (2 x stride px); a replicated ring need not be, but
+        # costs pixels: 16 px measured no better than 8 on starry_night (README "The look", session 24)
+        widest = self.stride * (1 if self.context_mode == "reflect" else 2)
+        if not 0 <= self.context_pad <= widest:
+            raise UserError(f"arch context_pad must be 0..{widest} with context_mode {self.context_mode}, "
+                            f"got {self.context_pad}")
         if self.res_blocks < 0 or self.bottleneck_k < 1:
             raise UserError("arch res_blocks must be >= 0 and bottleneck_k >= 1")
         if self.dilations and (len(self.dilations) != self.res_blocks or min(self.dilations) < 1):

@@ -89,7 +89,7 @@ class _StrideAligned(nn.Module):
         p = self.net.config.context_pad
         if not p:
             return self.net._forward(x)
-        return self.net._forward(F.pad(x, (p, p, p, p), mode="reflect"))[..., p:-p, p:-p]
+        return self.net._forward(F.pad(x, (p, p, p, p), mode=self.net.config.context_mode))[..., p:-p, p:-p]
 
 
 def input_shape(ct, sizes: Tuple[Size, ...]):

@@ -108,21 +108,24 @@ class EdgePad(nn.Module):
     which XNNPACK runs, where MIRROR_PAD falls back to the interpreter).
 
     `then`, a second padding applied after the first (the stem conv's own, after the context ring), joins it in the
-    same concatenation: padded twice, every outer row is still a row of the input, so it is one gather per axis."""
+    same concatenation: padded twice, every outer row is still a row of the input, so it is one gather per axis.
+    It pads as `then_mode` (default: `mode`)."""
 
-    def __init__(self, padding: tuple[int, int, int, int], mode: str, then: tuple[int, int, int, int] = (0, 0, 0, 0)):
+    def __init__(self, padding: tuple[int, int, int, int], mode: str, then: tuple[int, int, int, int] = (0, 0, 0, 0),
+                 then_mode: str | None = None):
         super().__init__()
-        if mode not in ("reflect", "replicate"):
-            raise ValueError(f"EdgePad mode must be reflect or replicate, got {mode!r}")
-        # left, right, top, bottom (as nn.ReflectionPad2d), for each padding in turn
-        self.paddings = tuple(tuple(int(p) for p in pads) for pads in (padding, then))
-        self.mode = mode
+        modes = (mode, then_mode or mode)
+        if any(m not in ("reflect", "replicate") for m in modes):
+            raise ValueError(f"EdgePad modes must be reflect or replicate, got {modes}")
+        # (left, right, top, bottom) as nn.ReflectionPad2d, and numpy's name of the mode, for each padding in turn
+        self.paddings = tuple((tuple(int(p) for p in pads), "reflect" if m == "reflect" else "edge")
+                              for pads, m in zip((padding, then), modes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for dim, axis in ((2, slice(2, 4)), (3, slice(0, 2))):
             rows, before = np.arange(x.shape[dim]), 0
-            for pads in self.paddings:
-                rows = np.pad(rows, pads[axis], mode="reflect" if self.mode == "reflect" else "edge")
+            for pads, mode in self.paddings:
+                rows = np.pad(rows, pads[axis], mode=mode)
                 before += pads[axis][0]
             x = _gather_edges(x, dim, rows[:before], rows[before + x.shape[dim]:])
         return x
@@ -242,7 +245,7 @@ class AlignedInput(nn.Module):
         left, right, top, bottom = pads = self.net.input_pads(h, w)
         if not any(pads + self.stem_pad):
             return self.net._forward(x)
-        x = EdgePad(pads, "reflect", then=self.stem_pad)(x)
+        x = EdgePad(pads, self.net.config.context_mode, then=self.stem_pad, then_mode="reflect")(x)
         if self.head is None:
             return self.net._forward(x)[..., top:top + h, left:left + w]
         m = self.head.margin

@@ -12,9 +12,9 @@ from toolkit.models.layers import ConvLayer, OutputActivation, ResidualBlock, Up
 
 class TransformerNet(nn.Module):
     """RGB [0,1] NCHW in -> RGB [0,1] NCHW out, the same size for any side >= `min_side` (2 * stride): other sides
-    than multiples of `config.stride` are reflect-padded on the bottom/right, `config.context_pad` pixels are
-    reflected around the image, and the output is cropped back, inside the net, so every export carries the same
-    pad and crop.
+    than multiples of `config.stride` are padded on the bottom/right, `config.context_pad` pixels are padded around
+    the image (both as `config.context_mode`: reflect or replicate), and the output is cropped back, inside the net,
+    so every export carries the same pad and crop.
 
     stem (stride 2 when down_stages == len(widths): early downsampling) -> stride-2 downs -> residual blocks at
     the lowest resolution -> as many x2 up stages as downs -> head (full-res conv, a 1/2-res conv + PixelShuffle, or
@@ -66,8 +66,8 @@ class TransformerNet(nn.Module):
         return 2 * self.config.stride
 
     def input_pads(self, h, w) -> tuple:
-        """(left, right, top, bottom) reflect padding of an h x w input: `context_pad` on every side, and the
-        bottom / right up to a multiple of the stride. At most stride + stride - 1 < min_side, as reflect needs."""
+        """(left, right, top, bottom) padding of an h x w input: `context_pad` on every side, and the bottom /
+        right up to a multiple of the stride. Reflected, at most stride + stride - 1 < min_side, as reflect needs."""
         p, s = self.config.context_pad, self.config.stride
         return p, p + (-w) % s, p, p + (-h) % s
 
@@ -76,7 +76,7 @@ class TransformerNet(nn.Module):
         left, right, top, bottom = pads = self.input_pads(h, w)
         if all(isinstance(p, int) and not p for p in pads):  # aligned, static, no context: no pad ops traced
             return self._forward(x)
-        return self._forward(F.pad(x, pads, mode="reflect"))[..., top:top + h, left:left + w]
+        return self._forward(F.pad(x, pads, mode=self.config.context_mode))[..., top:top + h, left:left + w]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(self.head(self.features(x)))

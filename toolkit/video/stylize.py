@@ -103,11 +103,8 @@ class FrameStylizer:
         s = self.payload.stride
         if min(wh, ww) < 2 * s:
             raise UserError(f"frames are {ww}x{wh}; this net needs at least {2 * s} px per side; use a larger --size")
-        x = work.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-        ph, pw = (-wh) % s, (-ww) % s
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
-        y = np.asarray(self._run(np.ascontiguousarray(x)))[0, :, :wh, :ww].transpose(1, 2, 0)
+        x = work.astype(np.float32).transpose(2, 0, 1)[None] / 255.0  # the net pads any side itself
+        y = np.asarray(self._run(np.ascontiguousarray(x)))[0].transpose(1, 2, 0)
         out = (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
         if out.shape[:2] != (h, w):
             out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
