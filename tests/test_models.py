@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 
 import pytest
 import torch
@@ -151,3 +152,13 @@ def test_bad_arch_knobs_are_user_errors():
 def test_registering_a_duplicate_arch_name_raises():
     with pytest.raises(ValueError, match="registered twice"):
         ARCHS.register("nano")(lambda: ArchConfig())
+
+
+def test_archs_table_keeps_its_columns_aligned_for_every_preset_name(capsys):
+    from toolkit.cli import main
+
+    assert main(["archs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + len(ARCHS.names())
+    params_end = {re.match(r"(\S+)\s+(\S+)", line).end(2) for line in lines}  # right-aligned under "params"
+    assert len(params_end) == 1, lines

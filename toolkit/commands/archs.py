@@ -41,12 +41,13 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'arch':<15} {'params':>10} {'GMAC@256²':>10} {'GMAC@480x640':>13}  {'measured (style, grain, fps)':<38} "
+    n = max(len(r["arch"]) for r in rows)
+    print(f"{'arch':<{n}} {'params':>10} {'GMAC@256²':>10} {'GMAC@480x640':>13}  {'measured (style, grain, fps)':<38} "
           "description")
     for r in rows:
         m = r["measured"]
         point = (f"{m['style']} {m['steps']} steps: {m['style_strength']:.3f}, {m['grain']:.2f}, {m['fps_fp32']:.0f}"
                  if m else "-")
-        print(f"{r['arch']:<15} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  {point:<38} "
+        print(f"{r['arch']:<{n}} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  {point:<38} "
               f"{r['description']}")
     return 0
