@@ -98,7 +98,7 @@ def nano_fine() -> ArchConfig:
 def nano_lite_fine() -> ArchConfig:
     """nano_lite (instance norm at the ends, batch norm folded in the trunk) with nano_fine's full-resolution head.
 
-    Five of the seven shipped styles (all but great_wave and starry_night, on nano_deep_lite) run on it (six in
+    Five of the seven shipped styles (all but great_wave, on nano_deep_lite, and starry_night) run on it (six in
     sessions 13-19). Each was moved from its nano_fine net: 200-300 steps with its own recipe (lr 1e-3; the trunk learns batch statistics), then
     100-300 with `--freeze-batch-stats` (lr 3e-4), which trains the function that ships (the batch norms on their
     running statistics, as the export folds them). Without the second phase the_scream scored 0.103 on the 13 unseen
@@ -127,8 +127,9 @@ def nano_deep() -> ArchConfig:
 def nano_deep_lite() -> ArchConfig:
     """nano_deep with nano_lite's norms: instance norm at the ends, batch norm (folded at export) in the trunk;
     great_wave's arch since session 13 (moved from nano_deep like the nano_lite_fine styles: strength 0.053 -> 0.060
-    on the 13 unseen photos, TFLite int8 parity 30.5 -> 34.0 dB), and starry_night's since session 20 (trained on it
-    from scratch: strength 0.063 -> 0.040, the painting's deep blue and yellow star dabs; README "The look")."""
+    on the 13 unseen photos, TFLite int8 parity 30.5 -> 34.0 dB), and starry_night's in sessions 20-23 (trained on it
+    from scratch: strength 0.063 -> 0.040, the painting's deep blue and yellow star dabs; README "The look"; since
+    session 24 on nano_deep_lite_edge)."""
     return dataclasses.replace(nano_deep(), trunk_norm="batch")
 
 
