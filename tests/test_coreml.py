@@ -38,9 +38,9 @@ KNOB_VARIANTS = {
         head="conv", output="clamp", first_kernel=4, last_kernel=5, down_kernel=4),
     "bottleneck-instance-pixelshuffle-bilinearhead-skip-zero": dataclasses.replace(
         TINY_ARCH, upsample="pixelshuffle", head="bilinear", skip=True, padding="zero"),
-    # batch norm right after a conv is folded into it by the converter; after conv_bilinear's resize it stays.
     "bottleneck-instance-convbilinear-shuffle-replicatedring": dataclasses.replace(
         TINY_ARCH, context_pad=8, context_mode="replicate"),
+    # batch norm right after a conv is folded into it by the converter; after conv_bilinear's resize it stays.
     "residual-batch-convbilinear-shuffle-9x9": dataclasses.replace(
         TINY_ARCH, block="residual", norm="batch", first_kernel=9, last_kernel=9, down_kernel=3),
 }

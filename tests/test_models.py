@@ -57,7 +57,7 @@ def test_context_ring_pads_the_frame_around_the_net_and_crops_it_back(mode, ring
         padded = F.pad(x, (ring, ring + (-w) % 4, ring, ring + (-h) % 4), mode=mode)
         with torch.no_grad():
             assert torch.equal(model(x), model._forward(padded)[..., ring:ring + h, ring:ring + w])
-    x = torch.rand(1, 3, 8, 8)  # min_side: 4 + 3 pixels of reflection on an 8-pixel side still fit
+    x = torch.rand(1, 3, 8, 8)  # min_side (reflect needs pads below the side: 4 + 3 < 8; replicate needs none)
     assert model(x).shape == x.shape
 
 
