@@ -139,7 +139,7 @@ def _gather_edges(x: torch.Tensor, dim: int, rows_before: np.ndarray, rows_after
         return x
     if len(head) + len(tail) < CONCAT_INPUTS:
         return torch.cat(head + [x] + tail, dim=dim)
-    return torch.cat([*_blocks(head, dim), x, *_blocks(tail, dim)], dim=dim)
+    return torch.cat([b for b in (_joined(head, dim), x, _joined(tail, dim)) if b is not None], dim=dim)
 
 
 # XNNPACK's CONCATENATION takes up to 5 inputs (a 4-pixel context ring plus the stride's 3 made one of 9, which
@@ -147,11 +147,15 @@ def _gather_edges(x: torch.Tensor, dim: int, rows_before: np.ndarray, rows_after
 CONCAT_INPUTS = 5
 
 
-def _blocks(rows: list, dim: int) -> list:
-    """Rows concatenated in blocks of up to 4, each behind max(b, b) (an exact MAXIMUM on a few rows) so that the
-    converter keeps the blocks apart."""
-    blocks = [torch.cat(rows[i:i + 4], dim=dim) if len(rows[i:i + 4]) > 1 else rows[i] for i in range(0, len(rows), 4)]
-    return [torch.maximum(b, b) if b.shape[dim] > 1 else b for b in blocks]
+def _joined(rows: list, dim: int) -> torch.Tensor | None:
+    """The rows as one tensor, concatenated in a tree of blocks of up to 4, each block behind max(b, b) (an exact
+    MAXIMUM on a few rows) so that the converter keeps the blocks apart: any number of rows (an 8-pixel ring plus
+    the stem's and the stride's pads is 12 on a side) leaves no CONCATENATION of more than 4 inputs."""
+    while len(rows) > 1:
+        rows = [torch.maximum(b, b) if len(block) > 1 else b
+                for block in (rows[i:i + 4] for i in range(0, len(rows), 4))
+                for b in [torch.cat(block, dim=dim)]]
+    return rows[0] if rows else None
 
 
 class DepthToSpace(nn.Module):
