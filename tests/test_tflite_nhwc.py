@@ -157,6 +157,24 @@ def test_litert_runs_the_whole_tflite_graph_on_xnnpack(fp32_tflite):
 
 
 @needs_litert
+@pytest.mark.parametrize("preset", ["nano_deep_lite_edge", "nano_deep_lite_edge_reach"])
+def test_a_wide_replicated_ring_stays_on_xnnpack(tmp_path, preset):
+    """An 8-px ring plus the stem's and the stride's pads is 12 rows on a side; XNNPACK's CONCATENATION takes at
+    most 5 inputs, so the rows are gathered in a tree of small concatenations (session 24's starry_night files had
+    one of 9 and LiteRT ran it outside XNNPACK)."""
+    from toolkit.export.nhwc import fully_accelerated
+    from toolkit.export.tflite import _convert_float_uncached
+    from toolkit.models.deploy import deploy_form
+
+    model = deploy_form(tiny_model(mini_arch(preset)))[0]
+    path = tmp_path / "edge.tflite"
+    path.write_bytes(_convert_float_uncached(model, (37, 53)))  # padded to the stride at the bottom and right
+    assert max(input_counts(path.read_bytes(), "CONCATENATION")) <= 5
+    if (accelerated := fully_accelerated(path)) is not None:
+        assert accelerated
+
+
+@needs_litert
 def test_the_bench_times_litert_on_an_nhwc_frame_as_an_app_feeds_it(fp32_tflite, monkeypatch):
     from toolkit.bench.rows import measure
     from toolkit.runtime import load_runner
@@ -236,3 +254,16 @@ def input_dtypes(flatbuffer: bytes, op_name: str, index: int) -> list[str]:
         if names.get(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())) == op_name:
             out.append(types[graph.Tensors(op.Inputs(index)).Type()])
     return out
+
+
+def input_counts(flatbuffer: bytes, op_name: str) -> list[int]:
+    """How many inputs each `op_name` op in the file takes, in graph order."""
+    from toolkit.export.nhwc import _op_names, _schema
+
+    schema, names = _schema(), _op_names()
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    graph = model.Subgraphs(0)
+    ops = (graph.Operators(i) for i in range(graph.OperatorsLength()))
+    return [op.InputsLength() for op in ops
+            if names.get(max((c := model.OperatorCodes(op.OpcodeIndex())).BuiltinCode(), c.DeprecatedBuiltinCode()))
+            == op_name]
