@@ -471,51 +471,6 @@ def test_a_nano_init_grows_into_nano_fine_with_the_same_function(tmp_path):
         assert float((fine.eval()(x) - nano(x)).abs().max()) < 1e-6
 
 
-@pytest.mark.parametrize("block", ["bottleneck", "residual"])
-def test_a_net_with_more_residual_blocks_starts_as_the_trained_one(tmp_path, caplog, block):
-    import dataclasses
-
-    from toolkit.checkpoint import save_checkpoint
-    from toolkit.config import TrainConfig
-    from toolkit.models import TransformerNet, arch_config, create_model
-    from toolkit.train import _load_init
-
-    edge = dataclasses.replace(arch_config("nano_deep_lite_edge"), block=block)
-    trained = tiny_model(edge, seed=4)
-    for m in trained.modules():  # batch statistics as a trained net has them
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-    src = save_checkpoint(tmp_path / "edge.safetensors", trained.eval(), {"name": "e"})
-    reach = dataclasses.replace(create_model("nano_deep_lite_edge_reach").config, block=block)
-    grown = TransformerNet(reach)
-    _load_init(grown, TrainConfig(arch="nano_deep_lite_edge_reach", init=str(src)))
-    x = torch.rand(2, 3, 40, 56)
-    with torch.no_grad():
-        assert float((grown.eval()(x) - trained(x)).abs().max()) < 1e-6
-    assert "residual blocks 5, 6, 7 added to the same function" in caplog.text
-    # the new blocks learn: their closing layer is zero, not frozen, and their 3x3 convs are dilated
-    assert all(grown.res[i].body[-1].weight.requires_grad for i in (5, 6, 7))
-    assert [m.dilation for m in grown.res[7].modules() if getattr(m, "kernel_size", None) == (3, 3)][0] == (2, 2)
-
-
-def test_a_trunk_whose_blocks_differ_is_not_grown():
-    import dataclasses
-
-    from toolkit.models import TransformerNet, arch_config, create_model
-    from toolkit.models.grow import deepen_trunk
-
-    edge, reach = create_model("nano_deep_lite_edge"), create_model("nano_deep_lite_edge_reach")
-    dilated = TransformerNet(dataclasses.replace(edge.config, dilations=(1, 2, 2, 2, 2)))
-    narrow = TransformerNet(dataclasses.replace(arch_config("nano_lite_fine"), context_pad=8, context_mode="replicate"))
-    # nothing to add, trained blocks dilated otherwise, another width: nothing is zeroed
-    for src, dst in ((edge, edge), (dilated, reach), (narrow, reach)):
-        before = [t.clone() for t in dst.state_dict().values()]
-        assert deepen_trunk(src, dst) == []
-        assert all(torch.equal(a, b) for a, b in zip(before, dst.state_dict().values()))
-
-
 def test_phase_balance_costs_nothing_for_the_photos_own_edges_and_much_for_lattice_grain():
     from toolkit.losses.shift import phase_balance
 

@@ -30,7 +30,7 @@ from toolkit.errors import UserError
 from toolkit.fsutil import check_output_file, ensure_writable_dir
 from toolkit.losses import build_loss
 from toolkit.models import create_model
-from toolkit.models.grow import deepen_trunk, widen_head
+from toolkit.models.grow import widen_head
 from toolkit.paths import portable_path, resolve_data_path, safe_name
 
 log = logging.getLogger(__name__)
@@ -246,16 +246,14 @@ def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> dict:
     grown = widen_head(init.model, model)
     if grown:
         taken.update({k: v for k, v in model.state_dict().items() if k.startswith("head.")})
-    deepened = deepen_trunk(init.model, model)
-    fresh = sorted(k for k in own if k not in taken and not any(k.startswith(f"res.{i}.") for i in deepened))
-    same = ["the head grown"] * grown + [f"residual blocks {', '.join(map(str, deepened))} added"] * bool(deepened)
+    fresh = sorted(k for k in own if k not in taken)
     knobs = ", ".join(f"{f.name} {getattr(init.arch, f.name)} -> {getattr(model.config, f.name)}"
                       for f in dataclasses.fields(model.config)
                       if getattr(init.arch, f.name) != getattr(model.config, f.name))
     log.warning("--init %s is a %s net (%s): %d of %d tensors taken%s", cfg.init,
                 init.meta.get("train_config", {}).get("arch", "different"), knobs, len(taken), len(own),
                 f"; left at initialisation: {', '.join(fresh)}" if fresh else
-                f" ({' and '.join(same)} to the same function)" if same else "")
+                " (the head grown to the same function)" if grown else "")
     return record
 
 

@@ -29,33 +29,3 @@ def widen_head(src: TransformerNet, dst: TransformerNet) -> bool:
         hidden.weight[k + 3], hidden.bias[k + 3] = -conv.weight[k], -conv.bias[k]
         out.weight[k, k], out.weight[k, k + 3] = 1.0, -1.0
     return True
-
-
-@torch.no_grad()
-def deepen_trunk(src: TransformerNet, dst: TransformerNet) -> list[int]:
-    """Give `dst`'s residual blocks past `src`'s count the identity, so the grown net starts as the trained one with
-    new blocks (e.g. dilated, for a longer reach) ready to learn: each block's last conv is zeroed and the norm after
-    it set to give 0 (a batch norm's shift zeroed and the conv's bias set to its running mean; an instance norm's
-    shift zeroed), so x + f(x) = x. Zeroing the conv rather than the norm's scale (Goyal et al. 2017) keeps its
-    gradient, the outer product of the block's live inner features with the loss's, from the first step. Returns the
-    indices of the blocks made identity; none when the trunks' widths differ or `src`'s blocks are not `dst`'s
-    first ones."""
-    if len(dst.res) <= len(src.res) or src.config.widths != dst.config.widths or src.config.block != dst.config.block:
-        return []
-    if any(_shapes(a) != _shapes(b) for a, b in zip(src.res, dst.res)):
-        return []
-    grown = list(range(len(src.res), len(dst.res)))
-    for i in grown:
-        conv = [m for m in dst.res[i].body.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-        norm = dst.res[i].body[-1]
-        conv.weight.zero_()
-        conv.bias.copy_(norm.running_mean if isinstance(norm, torch.nn.BatchNorm2d) else torch.zeros_like(conv.bias))
-        if getattr(norm, "bias", None) is not None:
-            norm.bias.zero_()
-    return grown
-
-
-def _shapes(block) -> list:
-    """A block's tensor shapes and its convs' dilations: what must match for a trained block to be taken as is."""
-    return ([tuple(t.shape) for t in block.state_dict().values()]
-            + [m.dilation for m in block.modules() if isinstance(m, torch.nn.Conv2d)])

@@ -144,15 +144,6 @@ def nano_deep_lite_edge() -> ArchConfig:
     return dataclasses.replace(nano_deep_lite(), context_pad=8, context_mode="replicate")
 
 
-@ARCHS.register()
-def nano_deep_lite_edge_reach() -> ArchConfig:
-    """nano_deep_lite_edge with three more residual blocks, dilated 2 (a receptive field 48 px longer, for strokes
-    that curl over a larger area): `--init` a nano_deep_lite_edge net and the new blocks start as the identity, so
-    training begins at the trained net's function. Dilation 2, not more: LiteRT runs int8 convs dilated 3 or 4
-    outside XNNPACK."""
-    return dataclasses.replace(nano_deep_lite_edge(), res_blocks=8, dilations=(1,) * 5 + (2,) * 3)
-
-
 def arch_config(name: str, **overrides) -> ArchConfig:
     """The preset's config with knob overrides (e.g. padding='zero')."""
     return dataclasses.replace(ARCHS.get(name)(), **overrides)
