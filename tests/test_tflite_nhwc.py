@@ -174,6 +174,22 @@ def test_a_wide_replicated_ring_stays_on_xnnpack(tmp_path):
 
 
 @needs_litert
+def test_export_warns_when_litert_would_run_part_of_the_graph_outside_xnnpack(tmp_path, monkeypatch, caplog):
+    from toolkit.export import ExportSpec, artifact_path, export_artifact, nhwc
+    from toolkit.models.deploy import deploy_form
+
+    pytest.importorskip("ai_edge_litert.compiled_model", reason="this ai-edge-litert has no CompiledModel API")
+    model = deploy_form(tiny_model(mini_arch("nano_deep_lite_edge")))[0]
+    spec = ExportSpec(target="tflite", precision="fp32", sizes=((64, 96),), style="t")
+    export_artifact(model, spec, artifact_path(tmp_path / "tree", "t", "tflite", "fp32", (64, 96)))
+    assert "XNNPACK" not in caplog.text
+    monkeypatch.setattr(nhwc, "CONCAT_INPUTS", 99)  # every row of the ring and the stem pad in one concatenation
+    model = deploy_form(tiny_model(mini_arch("nano_deep_lite_edge"), seed=1))[0]  # other weights: not the cached graph
+    export_artifact(model, spec, artifact_path(tmp_path / "flat", "t", "tflite", "fp32", (64, 96)))
+    assert "does not take the whole t fp32 graph" in caplog.text
+
+
+@needs_litert
 def test_the_bench_times_litert_on_an_nhwc_frame_as_an_app_feeds_it(fp32_tflite, monkeypatch):
     from toolkit.bench.rows import measure
     from toolkit.runtime import load_runner

@@ -27,7 +27,8 @@ from torch import nn
 
 from toolkit.errors import UserError, require
 from toolkit.export.base import ExportSpec
-from toolkit.export.nhwc import float_norm_quantizer, float_outputs, fuse_depth_to_space, nhwc_twin
+from toolkit.export.nhwc import (float_norm_quantizer, float_outputs, fully_accelerated, fuse_depth_to_space,
+                                 nhwc_twin)
 
 log = logging.getLogger(__name__)
 METADATA_NAME = "toolkit"
@@ -62,6 +63,10 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
     else:
         flatbuffer = _convert_float(model, size)
     dest.write_bytes(_with_metadata(flatbuffer, spec.metadata))
+    if row.compute != "int8_dynamic" and fully_accelerated(dest) is False:  # dynamic-range int8 is partly by design
+        log.warning("LiteRT's CPU accelerator (XNNPACK) does not take the whole %s %s graph: some ops will run in "
+                    "the interpreter, between copies (`litert-benchmark --model %s` reports it; README \"TFLite for "
+                    "XNNPACK\")", spec.style or "", spec.precision, dest.name)
 
 
 @contextlib.contextmanager
