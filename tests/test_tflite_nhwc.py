@@ -160,7 +160,7 @@ def test_litert_runs_the_whole_tflite_graph_on_xnnpack(fp32_tflite):
 def test_a_wide_replicated_ring_stays_on_xnnpack(tmp_path):
     """An 8-px ring plus the stem's and the stride's pads is 12 rows on a side; XNNPACK's CONCATENATION takes at
     most 5 inputs, so the rows are gathered in a tree of small concatenations (session 24's starry_night files had
-    one of 9 and LiteRT ran it outside XNNPACK)."""
+    one of 7 and LiteRT ran it outside XNNPACK)."""
     from toolkit.export.nhwc import fully_accelerated
     from toolkit.export.tflite import _convert_float_uncached
     from toolkit.models.deploy import deploy_form
@@ -186,7 +186,7 @@ def test_export_warns_when_litert_would_run_part_of_the_graph_outside_xnnpack(tm
     monkeypatch.setattr(nhwc, "CONCAT_INPUTS", 99)  # every row of the ring and the stem pad in one concatenation
     model = deploy_form(tiny_model(mini_arch("nano_deep_lite_edge"), seed=1))[0]  # other weights: not the cached graph
     export_artifact(model, spec, artifact_path(tmp_path / "flat", "t", "tflite", "fp32", (64, 96)))
-    assert "does not take the whole t fp32 graph" in caplog.text
+    assert "does not take the whole graph of the t fp32 64x96 file" in caplog.text
 
 
 @needs_litert

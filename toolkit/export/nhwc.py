@@ -152,9 +152,11 @@ def _joined(rows: list, dim: int) -> torch.Tensor | None:
     MAXIMUM on a few rows) so that the converter keeps the blocks apart: any number of rows (an 8-pixel ring plus
     the stem's and the stride's pads is 12 on a side) leaves no CONCATENATION of more than 4 inputs."""
     while len(rows) > 1:
-        rows = [torch.maximum(b, b) if len(block) > 1 else b
-                for block in (rows[i:i + 4] for i in range(0, len(rows), 4))
-                for b in [torch.cat(block, dim=dim)]]
+        joined = []
+        for i in range(0, len(rows), 4):
+            block = rows[i:i + 4]
+            joined.append(torch.maximum(b := torch.cat(block, dim=dim), b) if len(block) > 1 else block[0])
+        rows = joined
     return rows[0] if rows else None
 
 

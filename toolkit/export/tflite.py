@@ -64,9 +64,9 @@ def export(model, spec: ExportSpec, dest: Path) -> None:
         flatbuffer = _convert_float(model, size)
     dest.write_bytes(_with_metadata(flatbuffer, spec.metadata))
     if row.compute != "int8_dynamic" and fully_accelerated(dest) is False:  # dynamic-range int8 is partly by design
-        log.warning("LiteRT's CPU accelerator (XNNPACK) does not take the whole %s %s graph: some ops will run in "
-                    "the interpreter, between copies (`litert-benchmark --model %s` reports it; README \"TFLite for "
-                    "XNNPACK\")", spec.style or "", spec.precision, dest.name)
+        log.warning("LiteRT's CPU accelerator (XNNPACK) does not take the whole graph of the %s: some ops will run "
+                    "in the interpreter, between copies (`litert-benchmark` reports it; README \"TFLite for XNNPACK\")",
+                    " ".join(filter(None, (spec.style, spec.precision, "x".join(map(str, size)), "file"))))
 
 
 @contextlib.contextmanager
