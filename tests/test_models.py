@@ -162,3 +162,29 @@ def test_archs_table_keeps_its_columns_aligned_for_every_preset_name(capsys):
     assert len(lines) == 1 + len(ARCHS.names())
     params_end = {re.match(r"(\S+)\s+(\S+)", line).end(2) for line in lines}  # right-aligned under "params"
     assert len(params_end) == 1, lines
+
+
+def test_archs_shows_the_measured_look_of_the_styles_shipped_on_each_preset(capsys):
+    import json
+
+    from toolkit.cli import main
+    from toolkit.commands.archs import arch_rows
+    from toolkit.paths import REPO_ROOT
+
+    path = REPO_ROOT / "exported" / "manifest.json"
+    if not path.is_file():
+        pytest.skip("exported/manifest.json is absent in this checkout")
+    styles = json.loads(path.read_text())["styles"]
+    by_arch = {}
+    for style, entry in styles.items():
+        by_arch.setdefault(entry["arch"], []).append(style)
+    rows = {r["arch"]: r for r in arch_rows()}
+    assert main(["archs"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    for arch, names in by_arch.items():
+        assert sorted(p["style"] for p in rows[arch]["shipped"]) == sorted(names), arch
+        if rows[arch]["measured"] is None:  # a same-recipe Pareto point, where there is one, is shown instead
+            strength = styles[names[0]]["quality"]["mean"]["style_strength"]
+            want = f"{names[0]} shipped: {strength:.3f}" if len(names) == 1 else f"{len(names)} styles shipped: "
+            assert want in lines[arch], lines[arch]
+    assert all(not rows[a]["shipped"] for a in rows if a not in by_arch)

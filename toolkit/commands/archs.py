@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 HELP = ("list architecture presets with params, MACs at 256x256 and 480x640, and the measured quality/speed point "
-        "(benchmarks/pareto.py) where one was trained")
+        "(benchmarks/pareto.py) where one was trained, or else that of the styles shipped on it")
 
 
 def add_arguments(p) -> None:
@@ -12,14 +12,45 @@ def arch_rows() -> list[dict]:
     from toolkit.flops import count_macs
     from toolkit.models import ARCHS, count_params, create_model
 
-    measured = measured_points()
+    measured, shipped = measured_points(), shipped_points()
     rows = []
     for name in ARCHS:
         model = create_model(name)
         rows.append({"arch": name, "params": count_params(model), "gmac_256x256": count_macs(model, 256, 256) / 1e9,
                      "gmac_480x640": count_macs(model, 480, 640) / 1e9, "measured": measured.get(name),
+                     "shipped": shipped.get(name, []),
                      "description": (ARCHS.get(name).__doc__ or "").strip().splitlines()[0]})
     return rows
+
+
+def shipped_points() -> dict:
+    """{arch: [point of each style shipped on it]} from exported/manifest.json: what `toolkit ship` measured (style
+    strength and grain, mean over its photos at long side 512; onnxruntime fp32 fps at 480x640 on 1 thread)."""
+    from toolkit.manifest import read_manifest
+    from toolkit.paths import REPO_ROOT
+
+    points = {}
+    for style, entry in sorted(read_manifest(REPO_ROOT / "exported").get("styles", {}).items()):
+        look, fps = entry.get("quality", {}).get("mean", {}), entry.get("fps_480x640_onnx_1thread", {})
+        if {"style_strength", "grain"} <= look.keys() and f"{style}.onnx" in fps:
+            points.setdefault(entry.get("arch"), []).append(
+                {"style": style, "style_strength": look["style_strength"], "grain": look["grain"],
+                 "fps_fp32": fps[f"{style}.onnx"]})
+    return points
+
+
+def _point_text(measured: dict | None, shipped: list[dict]) -> str:
+    if measured:
+        m = measured
+        return f"{m['style']} {m['steps']} steps: {m['style_strength']:.3f}, {m['grain']:.2f}, {m['fps_fp32']:.0f}"
+    # shipped styles' fps were measured by each ship on its day's host, so they are not set beside each other here
+    if len(shipped) == 1:
+        s = shipped[0]
+        return f"{s['style']} shipped: {s['style_strength']:.3f}, {s['grain']:.2f}"
+    if shipped:
+        (s0, s1), (g0, g1) = [(min(p[k] for p in shipped), max(p[k] for p in shipped)) for k in ("style_strength", "grain")]
+        return f"{len(shipped)} styles shipped: {s0:.3f}-{s1:.3f}, {g0:.2f}-{g1:.2f}"
+    return "-"
 
 
 def measured_points() -> dict:
@@ -42,12 +73,11 @@ def run(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     n = max(len(r["arch"]) for r in rows)
-    print(f"{'arch':<{n}} {'params':>10} {'GMAC@256²':>10} {'GMAC@480x640':>13}  {'measured (style, grain, fps)':<38} "
-          "description")
-    for r in rows:
-        m = r["measured"]
-        point = (f"{m['style']} {m['steps']} steps: {m['style_strength']:.3f}, {m['grain']:.2f}, {m['fps_fp32']:.0f}"
-                 if m else "-")
-        print(f"{r['arch']:<{n}} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  {point:<38} "
+    points = [_point_text(r["measured"], r["shipped"]) for r in rows]
+    header = "measured (style strength, grain, fps)"
+    w = max(len(header), *map(len, points))
+    print(f"{'arch':<{n}} {'params':>10} {'GMAC@256²':>10} {'GMAC@480x640':>13}  {header:<{w}} description")
+    for r, point in zip(rows, points):
+        print(f"{r['arch']:<{n}} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  {point:<{w}} "
               f"{r['description']}")
     return 0
