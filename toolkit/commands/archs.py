@@ -24,18 +24,18 @@ def arch_rows() -> list[dict]:
 
 
 def shipped_points() -> dict:
-    """{arch: [point of each style shipped on it]} from exported/manifest.json: what `toolkit ship` measured (style
-    strength and grain, mean over its photos at long side 512; onnxruntime fp32 fps at 480x640 on 1 thread)."""
+    """{arch: [point of each style shipped on it]} from exported/manifest.json: the style strength and grain `toolkit
+    ship` measured (means over its photos at long side 512). Not its fps: each ship timed on its own day's host, so
+    they do not compare across styles."""
     from toolkit.manifest import read_manifest
     from toolkit.paths import REPO_ROOT
 
     points = {}
     for style, entry in sorted(read_manifest(REPO_ROOT / "exported").get("styles", {}).items()):
-        look, fps = entry.get("quality", {}).get("mean", {}), entry.get("fps_480x640_onnx_1thread", {})
-        if {"style_strength", "grain"} <= look.keys() and f"{style}.onnx" in fps:
+        look = entry.get("quality", {}).get("mean", {})
+        if {"style_strength", "grain"} <= look.keys():
             points.setdefault(entry.get("arch"), []).append(
-                {"style": style, "style_strength": look["style_strength"], "grain": look["grain"],
-                 "fps_fp32": fps[f"{style}.onnx"]})
+                {"style": style, "style_strength": look["style_strength"], "grain": look["grain"]})
     return points
 
 
@@ -43,13 +43,13 @@ def _point_text(measured: dict | None, shipped: list[dict]) -> str:
     if measured:
         m = measured
         return f"{m['style']} {m['steps']} steps: {m['style_strength']:.3f}, {m['grain']:.2f}, {m['fps_fp32']:.0f}"
-    # shipped styles' fps were measured by each ship on its day's host, so they are not set beside each other here
     if len(shipped) == 1:
         s = shipped[0]
         return f"{s['style']} shipped: {s['style_strength']:.3f}, {s['grain']:.2f}"
     if shipped:
-        (s0, s1), (g0, g1) = [(min(p[k] for p in shipped), max(p[k] for p in shipped)) for k in ("style_strength", "grain")]
-        return f"{len(shipped)} styles shipped: {s0:.3f}-{s1:.3f}, {g0:.2f}-{g1:.2f}"
+        strength, grain = ([p[k] for p in shipped] for k in ("style_strength", "grain"))
+        return (f"{len(shipped)} styles shipped: {min(strength):.3f}-{max(strength):.3f}, "
+                f"{min(grain):.2f}-{max(grain):.2f}")
     return "-"
 
 
@@ -78,6 +78,6 @@ def run(args) -> int:
     w = max(len(header), *map(len, points))
     print(f"{'arch':<{n}} {'params':>10} {'GMAC@256²':>10} {'GMAC@480x640':>13}  {header:<{w}} description")
     for r, point in zip(rows, points):
-        print(f"{r['arch']:<{n}} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  {point:<{w}} "
-              f"{r['description']}")
+        print(f"{r['arch']:<{n}} {r['params']:>10,} {r['gmac_256x256']:>10.3f} {r['gmac_480x640']:>13.3f}  "
+              f"{point:<{w}} {r['description']}")
     return 0
