@@ -256,29 +256,26 @@ def test_tflite_int8_stays_nhwc_with_float_stem_and_norms_int8_adds_and_float_io
 def input_dtypes(flatbuffer: bytes, op_name: str, index: int) -> list[str]:
     """The tensor type of input `index` of each `op_name` op in the file (a CONV_2D's 1 is its filter), in graph
     order."""
-    from toolkit.export.nhwc import _op_names, _schema
+    from toolkit.export.nhwc import _schema
 
-    schema, names = _schema(), _op_names()
-    types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
-    graph = model.Subgraphs(0)
-    out = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        opcode = model.OperatorCodes(op.OpcodeIndex())
-        if names.get(max(opcode.BuiltinCode(), opcode.DeprecatedBuiltinCode())) == op_name:
-            out.append(types[graph.Tensors(op.Inputs(index)).Type()])
-    return out
+    types = {v: k for k, v in vars(_schema().TensorType).items() if not k.startswith("_")}
+    graph, ops = _ops_named(flatbuffer, op_name)
+    return [types[graph.Tensors(op.Inputs(index)).Type()] for op in ops]
 
 
 def input_counts(flatbuffer: bytes, op_name: str) -> list[int]:
     """How many inputs each `op_name` op in the file takes, in graph order."""
+    return [op.InputsLength() for op in _ops_named(flatbuffer, op_name)[1]]
+
+
+def _ops_named(flatbuffer: bytes, op_name: str) -> tuple:
+    """The file's main subgraph and its `op_name` ops, in graph order."""
     from toolkit.export.nhwc import _op_names, _schema
 
-    schema, names = _schema(), _op_names()
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    names = _op_names()
+    model = _schema().Model.GetRootAsModel(flatbuffer, 0)
     graph = model.Subgraphs(0)
-    ops = (graph.Operators(i) for i in range(graph.OperatorsLength()))
-    return [op.InputsLength() for op in ops
-            if names.get(max((c := model.OperatorCodes(op.OpcodeIndex())).BuiltinCode(), c.DeprecatedBuiltinCode()))
-            == op_name]
+    ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+    codes = [model.OperatorCodes(op.OpcodeIndex()) for op in ops]
+    return graph, [op for op, c in zip(ops, codes)
+                   if names.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode())) == op_name]
