@@ -462,7 +462,8 @@ def test_train_refuses_bad_input_in_one_line(tmp_path, capsys, bad, case, args, 
 
 
 def test_train_without_its_required_options_is_one_line(tmp_path, capsys, bad):
-    _refused(capsys, ["train", "--name", "x", "--out", str(tmp_path)], "required: --style-image", tmp_path, bad)
+    _refused(capsys, ["train", "--name", "x", "--out", str(tmp_path)], "--style-image and --content-dir missing",
+             tmp_path, bad)
 
 
 EXPORT_CASES = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -183,6 +184,46 @@ def test_a_killed_run_resumes_at_its_last_checkpoint(tmp_path, style_png, image_
     assert resumed.returncode == 0, resumed.stderr
     steps = [h["step"] for h in json.loads((out / "k" / "k.json").read_text())["history"]]
     assert steps[-3:] == [killed_at, killed_at + 1, killed_at + 2]
+
+
+def test_resume_needs_only_the_name_and_records_what_it_changes(tmp_path, style_png, image_dir):
+    """--resume goes on with the recipe the run recorded (flags left out keep it, not the defaults); a flag given
+    changes it from that step on, and the change is written into the checkpoint and said on stderr."""
+    out = tmp_path / "runs"
+    first = run_cli(*cli_train_args(style_png, image_dir, out, 2), "--style-weight", 123, "--tv-weight", 0.25,
+                    "--style-balance")
+    assert first.returncode == 0, first.stderr
+    meta = json.loads((out / "k" / "last.json").read_text())
+    weights = meta["train_config"]["loss"]["style_layer_weights"]
+    assert len(weights) == len(meta["train_config"]["loss"]["style_layers"])
+
+    longer = run_cli("train", "--name", "k", "--out", out, "--resume", "--steps", 4)
+    assert longer.returncode == 0, longer.stderr
+    meta = json.loads((out / "k" / "last.json").read_text())
+    assert meta["step"] == 4 and [h["step"] for h in meta["history"]] == [1, 2, 3, 4]
+    cfg = meta["train_config"]
+    assert (cfg["arch"], cfg["size"], cfg["loss"]["style_weight"], cfg["loss"]["tv_weight"]) == ("tiny", 32, 123, 0.25)
+    assert cfg["loss"]["style_layer_weights"] == pytest.approx(weights)  # balanced again, to the same weights
+    assert "recipe_changes" not in meta and "changes its recipe" not in longer.stderr
+
+    changed = run_cli("train", "--name", "k", "--out", out, "--resume", "--steps", 5, "--tv-weight", 1)
+    assert changed.returncode == 0, changed.stderr
+    meta = json.loads((out / "k" / "last.json").read_text())
+    assert meta["recipe_changes"] == [{"step": 4, "tv_weight": [0.25, 1.0]}]
+    assert meta["train_config"]["loss"]["tv_weight"] == 1.0 and meta["train_config"]["loss"]["style_weight"] == 123
+    assert "changes its recipe at step 4: tv_weight 0.25 -> 1.0" in changed.stderr
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_a_resumed_run_does_not_read_its_init_again(tmp_path, style_png, image_dir):
+    """The init only seeds step 0: once the run has a checkpoint, moving or deleting the init file changes nothing."""
+    init = train(config(style_png, image_dir, steps=2, name="base"), out_root=tmp_path / "b", progress=False)
+    tuned = config(style_png, image_dir, steps=4, checkpoint_every=2, init=str(init))
+    train(dataclasses.replace(tuned, steps=2), out_root=tmp_path / "r", progress=False)
+    init.unlink()
+    resumed = train(tuned, out_root=tmp_path / "r", resume=True, progress=False)
+    meta = json.loads(resumed.with_suffix(".json").read_text())
+    assert meta["step"] == 4 and meta["init_record"]
 
 
 @pytest.mark.slow

@@ -257,6 +257,39 @@ def _load_init(model: torch.nn.Module, cfg: TrainConfig) -> dict:
     return record
 
 
+def _training_state(last: Path):
+    ckpt = load_checkpoint(last)
+    if "train_config" not in ckpt.meta or not isinstance(ckpt.meta.get("step"), int):
+        raise UserError(f"{last} records no training state (train config and step); it was not written by "
+                        "`toolkit train`: pass --overwrite to restart the run")
+    return ckpt
+
+
+# what a resumed run may change without changing what it learns
+BOOKKEEPING = frozenset({"name", "steps", "workers", "sample_every", "checkpoint_every", "init", "style_layer_weights"})
+
+
+def _recipe_changes(saved: TrainConfig, cfg: TrainConfig) -> dict[str, list]:
+    """{field: [before, after]} for each field of the recipe (train and loss config) a resumed run changes."""
+    def flat(c: TrainConfig) -> dict:
+        d = c.to_dict()
+        return {**d.pop("loss"), **d}
+    before, after = flat(saved), flat(cfg)
+    return {k: [before[k], after[k]] for k in after if k not in BOOKKEEPING and before.get(k) != after[k]}
+
+
+def recorded_config(out_root: str | Path, name: str) -> TrainConfig | None:
+    """The recipe runs/<name> was last saved with (None when it has no checkpoint yet): what `--resume` goes on
+    with. Its tap weights are dropped when they were balanced, so they are worked out again for the recipe resumed."""
+    last = Path(out_root) / safe_name(name, "run --name") / "last.safetensors"
+    if not last.exists():
+        return None
+    cfg = _training_state(last).train_config()
+    if cfg.loss.style_balance:
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, style_layer_weights=()))
+    return cfg
+
+
 def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False, overwrite: bool = False,
           progress: bool = True) -> Path:
     """Train one style; returns the final checkpoint path. Safe to kill at any time and `resume`."""
@@ -277,14 +310,12 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
 
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.arch).to(device)
-    init_record = _load_init(model, cfg) if cfg.init else None
+    resuming = resume and last.exists()
+    init_record = _load_init(model, cfg) if cfg.init and not resuming else None  # a resumed run has its weights
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start, history = 0, []
-    if resume and last.exists():
-        ckpt = load_checkpoint(last)
-        if "train_config" not in ckpt.meta or not isinstance(ckpt.meta.get("step"), int):
-            raise UserError(f"{last} records no training state (train config and step); it was not written by "
-                            "`toolkit train`: pass --overwrite to restart the run")
+    start, history, recipe_changes = 0, [], []
+    if resuming:
+        ckpt = _training_state(last)
         saved = ckpt.train_config()
         if saved.arch != cfg.arch:
             raise UserError(f"run {run_dir} was trained with --arch {saved.arch}, not {cfg.arch}")
@@ -292,7 +323,12 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         _restore_optimizer(opt, ckpt.optimizer_state)
         start, history = ckpt.meta["step"], ckpt.meta.get("history", [])
         init_record = ckpt.meta.get("init_record", init_record)  # what the init was when the run began
+        changes = _recipe_changes(saved, cfg)
+        recipe_changes = ckpt.meta.get("recipe_changes", []) + ([{"step": start, **changes}] if changes else [])
         log.info("resuming %s at step %d", run_dir, start)
+        if changes and rank == 0:
+            log.warning("run %s changes its recipe at step %d: %s", cfg.name, start,
+                        ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
 
     loss_fn = style_loss(cfg, device)
     if cfg.loss.style_balance and not cfg.loss.style_layer_weights:  # deterministic, so a resumed run gets the same
@@ -308,7 +344,8 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
 
     def save_state(step: int, final: bool = False) -> None:
         meta = {"name": cfg.name, "train_config": cfg.to_dict(), "step": step, "history": history,
-                "world_size": world, **({"init_record": init_record} if init_record else {})}
+                "world_size": world, **({"init_record": init_record} if init_record else {}),
+                **({"recipe_changes": recipe_changes} if recipe_changes else {})}
         save_checkpoint(last, model, meta, extra_tensors=_optimizer_tensors(opt))
         if final:
             final_meta = dict(meta, metrics=history[-1] if history else {})
