@@ -90,7 +90,8 @@ def test_packaged_checkpoint_keeps_the_weights_and_a_compact_training_record(tmp
     src = save_checkpoint(tmp_path / "run" / "s.safetensors", model,
                           {"name": "s", "step": 100, "history": history,
                            "train_config": {"arch": "tiny", "steps": 100, "style_image": "/x/s.png",
-                                            "loss": {"temporal_weight": 200.0, "encoder_precision": "bf16"}}})
+                                            "loss": {"temporal_weight": 200.0, "encoder_precision": "bf16"}},
+                           "recipe_changes": [{"step": 60, "temporal_weight": [0.0, 200.0]}]})
     dest = package_checkpoint(src, "s", "a test pattern", "CC0", zoo_dir=tmp_path / "zoo")
     packaged = load_checkpoint(dest)
     for k, v in model.state_dict().items():
@@ -100,6 +101,7 @@ def test_packaged_checkpoint_keeps_the_weights_and_a_compact_training_record(tmp
     assert packaged.meta["training"]["wall_time_s"] == pytest.approx(200.0)
     assert packaged.meta["training"]["final_losses"]["total"] == pytest.approx(np.mean([10.0 / i for i in
                                                                                        range(81, 101)]))
+    assert packaged.meta["recipe_changes"] == [{"step": 60, "temporal_weight": [0.0, 200.0]}]  # phases stay told
     command = packaged.meta["train_command"]
     assert "--arch tiny" in command and "--temporal-weight 200.0" in command and "--encoder-precision bf16" in command
 

@@ -49,6 +49,8 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
     cfg = ckpt.meta.get("train_config", {})
     meta = {"name": style, "train_config": cfg, "training": summary, "train_command": train_command(cfg, style),
             "style_source": source, "licence": licence}
+    if ckpt.meta.get("recipe_changes"):  # a run resumed with other options: the config above is its last phase's
+        meta["recipe_changes"] = ckpt.meta["recipe_changes"]
     # how the starting point was trained, not just its file name: as the run recorded it when it began (runs before
     # session 21 did not: then the file, which may have been replaced since)
     init = ckpt.meta.get("init_record") or (load_checkpoint(cfg["init"]).meta
