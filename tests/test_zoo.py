@@ -147,12 +147,14 @@ def test_gallery_has_a_row_per_artifact(tmp_path):
     data = {"styles": {"s": {"arch": "tiny", "params": 10, "macs_480x640": 1e6, "style_source": "x", "licence": "y",
                              "train_command": "toolkit train", "training": {"steps": 5, "wall_time_s": 60},
                              "preview": "s/preview.png",
-                             "fine_tuned_from": {"steps": 1000, "train_command": "toolkit train --steps 1000"}}},
+                             "fine_tuned_from": {"steps": 1000, "train_command": "toolkit train --steps 1000"},
+                             "recipe_changes": [{"step": 4, "lr": [0.001, 0.0003], "edge_weight": [0.0, 8000.0]}]}},
             "artifacts": {f"s/s.{i}.onnx": {"style": "s", "target": "onnx", "precision": "fp32", "sizes": "dynamic",
                                             "bytes": 1000, "parity": {"max_abs": 1e-6}} for i in range(3)}}
     text = write_gallery(tmp_path, data).read_text()
     assert text.count("| s/s.") == 3 and "![s](s/preview.png)" in text
     assert "from a net trained 1000 steps: `toolkit train --steps 1000`" in text
+    assert "resumed with other options at step 4: lr 0.001 -> 0.0003, edge_weight 0.0 -> 8000.0" in text
 
 
 def test_reshipping_a_zoo_style_keeps_its_training_record(tmp_path, monkeypatch):
