@@ -327,7 +327,7 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         model.load_state_dict(ckpt.model.state_dict())
         _restore_optimizer(opt, ckpt.optimizer_state)
         start, history = ckpt.meta["step"], ckpt.meta.get("history", [])
-        init_record = ckpt.meta.get("init_record", init_record)  # what the init was when the run began
+        init_record = ckpt.meta.get("init_record")  # what the init was when the run began
         changes = _recipe_changes(saved, cfg)
         recipe_changes = ckpt.meta.get("recipe_changes", []) + ([{"step": start, **changes}] if changes else [])
         log.info("resuming %s at step %d", run_dir, start)

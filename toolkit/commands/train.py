@@ -64,9 +64,11 @@ def add_arguments(p) -> None:
     p.add_argument("--loss-net", default=KEEP, choices=["vgg19", "vgg16", "random"])
     p.add_argument("--encoder-precision", default=KEEP, choices=["fp32", "bf16"],
                    help="run the frozen VGG in bf16 (about 1.8x faster steps on AVX512-BF16 CPUs and GPUs)")
-    p.add_argument("--loss-weights", default=KEEP, help="VGG weights file (safetensors, or a torchvision .pth state dict)")
-    p.add_argument("--init", metavar="CKPT", default=KEEP, help="start from this checkpoint's weights (fine-tune, e.g. a shipped "
-                   "style with --temporal-weight); a path or a shipped style name")
+    p.add_argument("--loss-weights", default=KEEP,
+                   help="VGG weights file (safetensors, or a torchvision .pth state dict)")
+    p.add_argument("--init", metavar="CKPT", default=KEEP,
+                   help="start from this checkpoint's weights (fine-tune, e.g. a shipped style with "
+                        "--temporal-weight); a path or a shipped style name")
     p.add_argument("--freeze-batch-stats", action=argparse.BooleanOptionalAction, default=KEEP,
                    help="batch norms (nano_lite's trunk) normalise by their running statistics, as the exported net "
                         "does, instead of each batch's: fine-tunes the function that ships")
