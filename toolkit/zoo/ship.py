@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def package_checkpoint(src: Path, style: str, source: str, licence: str, zoo_dir
     return save_checkpoint(zoo_dir / f"{style}.safetensors", ckpt.model, meta)
 
 
-def train_command(cfg: dict, name: str, changes: list[dict] = ()) -> str:
+def train_command(cfg: dict, name: str, changes: Sequence[dict] = ()) -> str:
     """The `toolkit train` command lines that reproduce a recorded run (photos folder left out), in one copy-paste:
     the one that starts it and, for each recipe change it recorded on a resume, the `--resume` that made it, joined
     by ' && '. `cfg` is the run's last recipe; each change holds [before, after] per option."""
@@ -85,7 +86,7 @@ def _before(cfg: dict, change: dict) -> dict:
     """The recipe as it was before a recorded change."""
     loss_fields = {f.name for f in dataclasses.fields(LossConfig)}
     before = dict(cfg, loss=dict(cfg.get("loss", {})))
-    for key, (old, _) in ((k, v) for k, v in change.items() if k != "step"):
+    for key, (old, _new) in ((k, v) for k, v in change.items() if k != "step"):
         (before["loss"] if key in loss_fields else before)[key] = old
     return before
 
