@@ -148,9 +148,10 @@ def nano_deep_lite_edge() -> ArchConfig:
 def nano_eighth_edge() -> ArchConfig:
     """nano_deep_lite_edge with one more stride-2 stage (16-32-64): its 5 residual blocks run at 1/8 resolution, so
     the trunk sees twice as far, with 4x the parameters (134 k) for 1.21 GMAC at 480x640. starry_night's arch since
-    session 27: trained on it from scratch (4000 steps, then 550 with frozen batch statistics) it paints larger, long
-    curved strokes that follow the photo (strokes turned 0.60 -> 0.21), the painting's deep blue, big yellow dabs
-    (README "The look", sessions 26-27)."""
+    session 27: trained on it from scratch (4000 steps, then 700 with frozen batch statistics) it paints larger, long
+    curved strokes that follow the photo (strokes turned 0.60 -> 0.20), the painting's deep blue, big yellow dabs
+    (README "The look", sessions 26-28). Trained on frost it lays white crystal clusters over the picture but hides
+    faces under them (session 28, not shipped)."""
     return dataclasses.replace(nano_deep_lite_edge(), widths=(16, 32, 64), down_stages=3)
 
 
