@@ -278,11 +278,6 @@ def _recipe_changes(saved: TrainConfig, cfg: TrainConfig) -> dict[str, list]:
     return {k: [before[k], after[k]] for k in after if k not in BOOKKEEPING and before.get(k) != after[k]}
 
 
-def recipe_change_text(change: dict) -> str:
-    """One `recipe_changes` entry as text: 'lr 0.001 -> 0.0003, edge_weight ...' (its step left out)."""
-    return ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in change.items() if k != "step")
-
-
 def recorded_config(out_root: str | Path, name: str) -> TrainConfig | None:
     """The recipe runs/<name> was last saved with (None when it has no checkpoint yet): what `--resume` goes on
     with. Its tap weights are dropped when they were balanced, so they are worked out again for the recipe resumed."""
@@ -332,7 +327,8 @@ def train(cfg: TrainConfig, out_root: str | Path = "runs", resume: bool = False,
         recipe_changes = ckpt.meta.get("recipe_changes", []) + ([{"step": start, **changes}] if changes else [])
         log.info("resuming %s at step %d", run_dir, start)
         if changes and rank == 0:
-            log.warning("run %s changes its recipe at step %d: %s", cfg.name, start, recipe_change_text(changes))
+            log.warning("run %s changes its recipe at step %d: %s", cfg.name, start,
+                        ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
 
     loss_fn = style_loss(cfg, device)
     if cfg.loss.style_balance and not cfg.loss.style_layer_weights:  # deterministic, so a resumed run gets the same
