@@ -160,7 +160,7 @@ def main(argv=None) -> int:
                 sheet.append(contact_row(rgb, out))
         save_image(sheet_dir / f"{style}.png", np.concatenate(sheet, axis=0))
         mean = {k: float(np.mean([r[k] for r in per_photo])) for k in ("style_strength", "content", "grain",
-                                                                        "photo_grain", "stroke_turn")}
+                                                                        "photo_grain", "stroke_turn", "layout")}
         worst = worst_stripe(model, images, per_photo)
         rows.append({"style": style, "checkpoint": str(overrides.get(style, f"zoo:{style}")),
                      "arch": ckpt.meta["train_config"].get("arch"), "macs_480x640": count_macs(model, 480, 640),
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         r = rows[-1]
         print(f"{style:16s} strength {r['style_strength']:.3f} grain {r['grain']:.3f} (photos {r['photo_grain']:.3f}) "
               f"stripe {r['edge_stripe_max']:.3f} stability {r['stability_db_min']:.1f} dB content {r['content']:.2f} "
-              f"stroke turn {r['stroke_turn']:.2f} "
+              f"stroke turn {r['stroke_turn']:.2f} layout lost {r['layout']:.2f} "
               f"int8 {r['int8_psnr_db_min']}", flush=True)
     goals = {"style_strength": GOAL_STRENGTH, "grain": GOAL_GRAIN, "edge_stripe": GOAL_STRIPE,
              "stability_db": GOAL_STABILITY}
@@ -201,7 +201,8 @@ def main(argv=None) -> int:
              "of a flat area | 300% crop).", "",
              "| style | arch | GMAC 480x640 | style strength | grain (photos) | edge stripe (two-sided change) | "
              "stability | strokes turned (0 follow the photo, 1 unrelated, 2 screen) | content loss | "
-             "ONNX int8 vs fp32 (worst) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "layout lost (0 light and dark where the photo's, 2 unrelated) | ONNX int8 vs fp32 (worst) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     if earlier:
         lines[-2] = lines[-2].replace("| style strength |", f"| style strength ({args.compare_to} -> now) |") \
             .replace("| grain (photos) |", f"| grain ({args.compare_to} -> now; photos) |")
@@ -219,6 +220,7 @@ def main(argv=None) -> int:
                      f"{r['stability_db_min']:.1f} dB{ok(r['stability_db_min'] >= GOAL_STABILITY)} | "
                      f"{was('stroke_turn') if e and 'stroke_turn' in e else ''}{r['stroke_turn']:.2f} | "
                      f"{r['content']:.2f} | "
+                     f"{was('layout') if e and 'layout' in e else ''}{r['layout']:.2f} | "
                      f"{psnr} |")
     lines += ["", f"Where each style's stripe is worst, and the same measure with the picture mirrored {MIRROR} px "
               "past its edges before the net (cropped back after), so that no border is near: a frame the net draws "

@@ -481,6 +481,42 @@ def test_phase_balance_costs_nothing_for_the_photos_own_edges_and_much_for_latti
     assert float(phase_balance(grainy, photo)) > 0.1
 
 
+def test_tone_term_leaves_palette_contrast_and_fine_texture_free_but_not_where_light_and_dark_lie():
+    from toolkit.losses.tone import LUMA, tone_loss
+
+    photo = torch.from_numpy(natural_image(128, 128)).permute(2, 0, 1)[None]
+    luma = (photo * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    frost = luma * torch.tensor([0.5, 0.6, 0.8]).view(1, 3, 1, 1) + 0.2  # a pale blue grade of the photo's light
+    checks = (torch.arange(128)[:, None] + torch.arange(128)[None, :]) % 2  # texture finer than a cell
+    assert float(tone_loss(frost, photo)) < 0.05
+    assert float(tone_loss(frost + 0.1 * checks, photo)) < 0.05
+    assert float(tone_loss(1 - photo, photo)) > 3.0  # light where the photo is dark: correlation -1
+    elsewhere = torch.from_numpy(natural_image(128, 128, seed=5)).permute(2, 0, 1)[None]
+    assert float(tone_loss(elsewhere, photo)) > 0.5
+
+
+def test_layout_lost_is_zero_for_a_colour_grade_and_high_for_a_style_that_turns_light_to_dark():
+    from toolkit.metrics import layout_lost
+
+    photo = torch.from_numpy(natural_image(96, 128, seed=2)).permute(2, 0, 1)[None]
+    assert layout_lost(photo * 0.5 + 0.3, photo) < 0.02
+    assert layout_lost(1 - photo, photo) > 3.0
+
+
+def test_tone_term_is_weighed_into_the_training_total_only_when_asked():
+    import dataclasses
+
+    from toolkit.config import TrainConfig
+    from toolkit.train import training_losses
+
+    net, x = tiny_model(), torch.from_numpy(natural_image(64, 64)).permute(2, 0, 1)[None]
+    loss_fn = lambda out, batch: {"total": out.sum() * 0}  # noqa: E731 - only the optional terms
+    off = training_losses(net, loss_fn, x, TrainConfig(), 0)
+    on = training_losses(net, loss_fn, x, dataclasses.replace(TrainConfig(), loss=LossConfig(tone_weight=3.0)), 0)
+    assert "tone" not in off and float(off["total"]) == 0.0
+    assert float(on["tone"]) > 0 and float(on["total"]) == pytest.approx(3.0 * float(on["tone"]))
+
+
 def test_style_patches_cover_the_style_on_the_densest_grid_under_the_cap():
     from toolkit.losses.patches import style_patches
 

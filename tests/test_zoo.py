@@ -119,12 +119,14 @@ def test_the_train_command_of_a_resumed_run_reproduces_each_phase_through_the_cl
     from toolkit.zoo.ship import train_command
 
     phases = [TrainConfig(name="s", style_image="s.png", content_dir="photos", arch="tiny", steps=300, seed=3,
-                          loss=LossConfig(style_scales=(1.0, 0.5), edge_weight=8000.0, temporal_weight=1000.0))]
+                          loss=LossConfig(style_scales=(1.0, 0.5), edge_weight=8000.0, temporal_weight=1000.0,
+                                          tone_weight=20.0))]
     phases.append(dataclasses.replace(phases[0], steps=400, lr=3e-4, freeze_batch_stats=True, frame_crops=0.75,
                                       loss=dataclasses.replace(phases[0].loss, edge_weight=32000.0,
                                                                style_scales=(1.0, 0.5, 0.25))))
     phases.append(dataclasses.replace(phases[1], steps=450, freeze_batch_stats=False,
-                                      loss=dataclasses.replace(phases[1].loss, temporal_weight=2000.0)))
+                                      loss=dataclasses.replace(phases[1].loss, temporal_weight=2000.0,
+                                                               tone_weight=0.0)))
     changes = [{"step": before.steps, **toolkit.train._recipe_changes(before, after)}
                for before, after in zip(phases, phases[1:])]
     commands = train_command(phases[-1].to_dict(), "s", changes).split(" && ")

@@ -209,6 +209,8 @@ class LossConfig:
     grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
     edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
     edge_form: str = "change"                    # change: the photo's step | drawn: no step beyond it (EDGE_FORMS)
+    tone_weight: float = 0.0                     # the photo's light/dark layout over 8-px cells: where large
+                                                 # masses go (toolkit/losses/tone.py)
     patch_weight: float = 0.0                    # each 3x3 feature patch to its nearest style patch (MRF): shapes
     patch_layer: str = "relu3_1"                 # the tap the patch term matches at
     patch_scale: float = 1.0                     # ... on output and style image at this scale (0.25: 4x the reach)

@@ -121,8 +121,17 @@ def look_row(model, loss, rgb: np.ndarray) -> tuple[dict, np.ndarray]:
     mask = flat_mask(rgb)
     row = {**style_strength(loss, y, x), "grain": grain(out, mask=mask), "photo_grain": grain(rgb, mask=mask),
            "edge_stripe": edge_stripe(out, rgb), "edge_stripe_change": edge_stripe_change(out, rgb),
-           "stability_db": stability(model, x, y), "stroke_turn": stroke_turn(model, x)}
+           "stability_db": stability(model, x, y), "stroke_turn": stroke_turn(model, x), "layout": layout_lost(y, x)}
     return row, out
+
+
+def layout_lost(y, x) -> float:
+    """How far the light and dark masses of the output `y` lie from the photo `x`'s ((1,3,H,W) tensors), as the tone
+    term measures them over 8-px cells (toolkit/losses/tone.py): 0 where the photo's lie, about 2 unrelated, 4
+    inverted. What keeps a scene readable under a style that paints large masses."""
+    from toolkit.losses.tone import tone_loss
+
+    return float(tone_loss(y, x))
 
 
 def stability(model, x, y=None, noise: float = NOISE) -> float:

@@ -165,8 +165,9 @@ def first_batch_read(loader: DataLoader) -> Iterator[torch.Tensor]:
 def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
     (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
-    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py), quarter-turn
-    equivariance for strokes that follow the photo (toolkit/losses/turns.py, the turn chosen by `sample_step`)."""
+    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py), the photo's light and
+    dark layout (toolkit/losses/tone.py), quarter-turn equivariance for strokes that follow the photo
+    (toolkit/losses/turns.py, the turn chosen by `sample_step`)."""
     out = net(batch)
     losses = loss_fn(out, batch)
     if cfg.loss.temporal_weight > 0:
@@ -184,6 +185,11 @@ def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_
 
         losses["edges"] = edge_stripes(out, batch, form=cfg.loss.edge_form)
         losses["total"] = losses["total"] + cfg.loss.edge_weight * losses["edges"]
+    if cfg.loss.tone_weight > 0:
+        from toolkit.losses.tone import tone_loss
+
+        losses["tone"] = tone_loss(out, batch)
+        losses["total"] = losses["total"] + cfg.loss.tone_weight * losses["tone"]
     if cfg.loss.shift_weight > 0:
         from toolkit.losses.shift import shift_equivariance
 

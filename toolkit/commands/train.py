@@ -40,6 +40,10 @@ def add_arguments(p) -> None:
     p.add_argument("--edge-form", default=KEEP, choices=EDGE_FORMS,
                    help="what the border-step term asks: the photo's own step (change), or no step beyond it, so "
                         "that a style may paint over a photo's edge line but not draw one (drawn)")
+    p.add_argument("--tone-weight", type=real(), default=KEEP,
+                   help="weight of the tone-layout term: the output's luminance over 8-px cells rises and falls with "
+                        "the photo's (each standardised), so a style's large light and dark masses lie where the "
+                        "photo's do and faces stay readable; palette and finer texture stay the style's (0 = off)")
     p.add_argument("--patch-weight", type=real(), default=KEEP,
                    help="weight of the patch (MRF) style term: each 3x3 patch of the output's VGG features pulled to "
                         "its nearest patch of the style's, for the painting's shapes as well as its statistics "

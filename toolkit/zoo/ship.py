@@ -122,6 +122,7 @@ def _start_command(cfg: dict, name: str) -> str:
             + (f" --grain-weight {loss['grain_weight']}" if loss.get("grain_weight") else "")
             + (f" --edge-weight {loss['edge_weight']}" if loss.get("edge_weight") else "")
             + (f" --edge-form {loss['edge_form']}" if loss.get("edge_form", "change") != "change" else "")
+            + (f" --tone-weight {loss['tone_weight']}" if loss.get("tone_weight") else "")
             + (f" --patch-weight {loss['patch_weight']}" if loss.get("patch_weight") else "")
             + (f" --patch-scale {loss['patch_scale']}" if loss.get("patch_scale", 1.0) != 1.0 else "")
             + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else "")
