@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     for r in rows:
         ok = lambda good: "" if good else " ✗"  # noqa: E731
         e = earlier.get(r["style"])
-        was = (lambda key: f"{e[key]:.3f} -> ") if e else (lambda key: "")  # noqa: E731
+        was = lambda key: f"{e[key]:.3f} -> " if e and key in e else ""  # noqa: E731 - older runs lack newer keys
         psnr = "—" if r["int8_psnr_db_min"] is None else f"{r['int8_psnr_db_min']:.1f} dB"
         lines.append(f"| {r['style']} | {r['arch']} | {r['macs_480x640'] / 1e9:.2f} | "
                      f"{was('style_strength')}{r['style_strength']:.3f}{ok(r['style_strength'] <= GOAL_STRENGTH)} | "
@@ -218,9 +218,9 @@ def main(argv=None) -> int:
                      f"{r['edge_stripe_max']:.3f}{ok(r['edge_stripe_max'] <= GOAL_STRIPE)} "
                      f"({r['edge_stripe_change_max']:.3f}) | "
                      f"{r['stability_db_min']:.1f} dB{ok(r['stability_db_min'] >= GOAL_STABILITY)} | "
-                     f"{was('stroke_turn') if e and 'stroke_turn' in e else ''}{r['stroke_turn']:.2f} | "
+                     f"{was('stroke_turn')}{r['stroke_turn']:.2f} | "
                      f"{r['content']:.2f} | "
-                     f"{was('layout') if e and 'layout' in e else ''}{r['layout']:.2f} | "
+                     f"{was('layout')}{r['layout']:.2f} | "
                      f"{psnr} |")
     lines += ["", f"Where each style's stripe is worst, and the same measure with the picture mirrored {MIRROR} px "
               "past its edges before the net (cropped back after), so that no border is near: a frame the net draws "
