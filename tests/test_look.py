@@ -482,8 +482,7 @@ def test_phase_balance_costs_nothing_for_the_photos_own_edges_and_much_for_latti
 
 
 def test_tone_term_leaves_palette_contrast_and_fine_texture_free_but_not_where_light_and_dark_lie():
-    from toolkit.losses.tone import tone_loss
-    from toolkit.metrics import LUMA
+    from toolkit.losses.tone import LUMA, tone_loss
 
     photo = torch.from_numpy(natural_image(128, 128)).permute(2, 0, 1)[None]
     luma = (photo * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from toolkit.metrics import LUMA
-
 CELL = 8          # pixels per side of a layout cell: the scale of a face's eyes on a 256-px training crop
+LUMA = (0.299, 0.587, 0.114)  # Rec. 601, as toolkit.metrics.LUMA (metrics imports the losses, not the reverse)
 FLAT = 0.02       # a deviation floor, so a flat crop's sensor noise is not blown up into a layout to follow
 
 
