@@ -53,6 +53,8 @@ def test_manifest_lists_every_zoo_style_with_all_required_artifacts():
             q = record["quality"]["mean"]
             assert q["style_strength"] < 0.2, style  # Gram distance to the style vs the photos' own
             assert q["grain"] <= 1.1 * q["photo_grain"], style  # no 2-pixel grain beyond the photos' own
+            if "layout" in q:  # measured since session 30 (toolkit.losses.tone): a scene stays readable
+                assert q["layout"] < 0.5, style  # light and dark masses near the photo's (about 2: unrelated)
 
 
 def test_every_parity_record_passed():
@@ -179,12 +181,16 @@ def test_gallery_has_a_row_per_artifact(tmp_path):
     data = {"styles": {"s": {"arch": "tiny", "params": 10, "macs_480x640": 1e6, "style_source": "x", "licence": "y",
                              "train_command": "toolkit train", "training": {"steps": 5, "wall_time_s": 60},
                              "preview": "s/preview.png",
+                             "quality": {"side": 512, "mean": {"style_strength": 0.08, "grain": 1.03,
+                                                               "photo_grain": 1.04, "edge_stripe_max": 0.02,
+                                                               "content": 6.7, "layout": 0.12}},
                              "fine_tuned_from": {"steps": 1000, "train_command": "toolkit train --steps 1000"}}},
             "artifacts": {f"s/s.{i}.onnx": {"style": "s", "target": "onnx", "precision": "fp32", "sizes": "dynamic",
                                             "bytes": 1000, "parity": {"max_abs": 1e-6}} for i in range(3)}}
     text = write_gallery(tmp_path, data).read_text()
     assert text.count("| s/s.") == 3 and "![s](s/preview.png)" in text
     assert "from a net trained 1000 steps: `toolkit train --steps 1000`" in text
+    assert "style strength 0.080" in text and "layout lost 0.12" in text
 
 
 def test_reshipping_a_zoo_style_keeps_its_training_record(tmp_path, monkeypatch):

@@ -140,13 +140,14 @@ def eval_photos(limit: int = 6) -> list[Path]:
 def quality(model, style_image: Path, photos: list[Path], side: int = 512) -> dict:
     """The look on the eval photos at `side` px (toolkit.metrics): style strength (Gram distance to the style over
     the photo's own; lower = more stylised), grain (even/odd gradient ratio on flat areas, and the photo's own),
-    edge stripes and content loss."""
+    edge stripes, content loss and layout lost (its light and dark masses away from the photo's)."""
     from toolkit.losses import measuring_loss
     from toolkit.metrics import look_row
 
     loss = measuring_loss(style_image)
     rows = [{"photo": p.name, **look_row(model, loss, resize_long_side(load_rgb(p), side))[0]} for p in photos]
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("style_strength", "grain", "photo_grain", "content")}
+    averaged = ("style_strength", "grain", "photo_grain", "content", "layout")
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in averaged}
     mean["edge_stripe_max"] = max(r["edge_stripe"] for r in rows)
     return {"per_photo": rows, "mean": mean, "side": side}
 
@@ -302,7 +303,9 @@ def write_gallery(out_dir: Path, manifest: dict) -> Path:
             lines += [f"Look on the eval photos ({rec['quality'].get('side', '?')} px): style strength "
                       f"{q['style_strength']:.3f} (Gram distance to the style over the photos' own; lower = more "
                       f"stylised), grain {q['grain']:.2f} (photos {q['photo_grain']:.2f}), edge stripe "
-                      f"{q['edge_stripe_max']:.3f}, content loss {q['content']:.2f}.", ""]
+                      f"{q['edge_stripe_max']:.3f}, content loss {q['content']:.2f}"
+                      + (f", layout lost {q['layout']:.2f} (0: light and dark where the photo's are)" if "layout" in q
+                         else "") + ".", ""]
         if rec.get("preview"):
             lines += [f"![{style}]({rec['preview']})", ""]
         lines += ["| file | target | precision | sizes | kB | parity (max abs / min PSNR dB) | fps 480x640 1 thread |",
