@@ -53,8 +53,7 @@ def test_manifest_lists_every_zoo_style_with_all_required_artifacts():
             q = record["quality"]["mean"]
             assert q["style_strength"] < 0.2, style  # Gram distance to the style vs the photos' own
             assert q["grain"] <= 1.1 * q["photo_grain"], style  # no 2-pixel grain beyond the photos' own
-            if "layout" in q:  # measured since session 30 (toolkit.losses.tone): a scene stays readable
-                assert q["layout"] < 0.5, style  # light and dark masses near the photo's (about 2: unrelated)
+            assert q["layout"] < 0.5, style  # light and dark masses near the photo's (about 2: unrelated)
 
 
 def test_every_parity_record_passed():
