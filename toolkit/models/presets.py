@@ -149,8 +149,8 @@ def nano_deep_reach_edge() -> ArchConfig:
     """nano_deep_lite_edge with its residual blocks' 3x3 convs dilated 1, 2, 2, 2, 2: nano_eighth_edge's reach (each
     block's two convs span 16 px of the picture either way) at 1/4 resolution, so the trunk's cells are 4 px, not 8,
     for 0.95 GMAC at 480x640 (nano_eighth_edge: 1.21). Train it from scratch: the dilations change what each block
-    computes. frost's net in training since session 29 (README "The look": crystal clusters without the square cells
-    the 1/8 trunk left on flat skin)."""
+    computes. frost's probe in sessions 29-30 (README "The look": crystal clusters without the square cells the
+    1/8 trunk left on flat skin, but faces mottled; not shipped)."""
     return dataclasses.replace(nano_deep_lite_edge(), dilations=(1, 2, 2, 2, 2))
 
 
