@@ -1,5 +1,5 @@
 """What a style's training loss asks for, without a net: Gatys-style optimisation of the pixels of eval photos under
-the loss a shipped style was trained with (its checkpoint's train config; the temporal and shift terms left out:
+the loss a shipped style was trained with (its checkpoint's train config; the temporal, shift and turn terms left out:
 they measure the net's function, not an image), and under variants of it. If the optimised pictures show the
 painting's shapes, the net or its training is what falls short; if they do not, no net trained on that loss will.
 Writes benchmarks/results/loss_ceiling_<style>[_LABEL].{json,md,png}.
@@ -52,13 +52,14 @@ def with_overrides(cfg, overrides: dict):
 
 def optimise(cfg, photo, iters: int, lr: float):
     """Pixels of `photo` (1,3,H,W) optimised by Adam under the training loss of `cfg` (as `training_losses` sums it,
-    without the temporal and shift terms, which measure a net's function), through a sigmoid so they stay in [0, 1].
+    without the temporal, shift and turn terms, which measure a net's function), through a sigmoid so they stay in [0, 1].
     Returns the image and the last losses."""
     import torch
 
     from toolkit.train import style_loss, training_losses
 
-    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, temporal_weight=0.0, shift_weight=0.0))
+    cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, temporal_weight=0.0, shift_weight=0.0,
+                                                        turn_weight=0.0))
     loss_fn = style_loss(cfg)
     if cfg.loss.style_balance and not cfg.loss.style_layer_weights:
         loss_fn.balance_taps(photo)

@@ -611,7 +611,7 @@ def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe
     Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
     recipe = TrainConfig(style_image=str(style), loss=LossConfig(
         loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",), style_weight=1e4,
-        temporal_weight=50.0, shift_weight=1.0, style_balance=True))
+        temporal_weight=50.0, shift_weight=1.0, turn_weight=5.0, style_balance=True))
     name, changes = ceiling.parse_variant("wide:style_scales=1;0.5,tv_weight=0,style_size=48,patch_layer=relu2_1")
     cfg = ceiling.with_overrides(recipe, changes)
     assert name == "wide" and cfg.loss.style_scales == (1.0, 0.5) and cfg.loss.tv_weight == 0 and cfg.style_size == 48
@@ -620,7 +620,7 @@ def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe
         ceiling.with_overrides(recipe, {"bogus": "1"})
     photo = torch.from_numpy(natural_image(48, 48, seed=5)).permute(2, 0, 1)[None].contiguous()
     out, last = ceiling.optimise(recipe, photo, iters=30, lr=0.05)
-    assert out.shape == photo.shape and 0 <= out.min() and out.max() <= 1 and not {"temporal", "shift"} & set(last)
+    assert out.shape == photo.shape and 0 <= out.min() and out.max() <= 1 and not {"temporal", "shift", "turn"} & set(last)
     loss = style_loss(recipe)
     loss.balance_taps(photo)
     assert float(loss(out, photo)["style"]) < 0.7 * float(loss(photo, photo)["style"])
