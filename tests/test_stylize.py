@@ -13,7 +13,7 @@ from PIL import Image
 
 from toolkit.data.images import decode_image
 from toolkit.errors import UserError
-from toolkit.stylize import stylize_rgb, stylize_tensor
+from toolkit.stylize import LOOK_SIDE, run_side, stylize_rgb, stylize_tensor
 
 from conftest import natural_image, tiny_model
 
@@ -37,6 +37,36 @@ def test_odd_sizes_are_padded_and_cropped_back():
 def test_size_option_runs_smaller_and_returns_the_input_size():
     out = stylize_rgb(tiny_model(), natural_image(90, 120), size=64)
     assert out.shape == (90, 120, 3)
+
+
+def test_the_net_runs_at_the_size_asked_else_at_most_the_look_side():
+    """A net paints strokes of a fixed size in pixels, so a photo larger than the looks are tuned at runs capped."""
+    assert LOOK_SIDE == 1024
+    assert run_side(3024, 4032, max_side=LOOK_SIDE) == 1024        # a 12 MP photo runs at 1024 x 768
+    assert run_side(4032, 3024, max_side=LOOK_SIDE) == 1024        # portrait alike
+    assert run_side(768, 1024, max_side=LOOK_SIDE) is None         # at the cap: its own size
+    assert run_side(300, 400, max_side=LOOK_SIDE) is None          # smaller photos are never upscaled by the cap
+    assert run_side(3024, 4032, max_side=0) is None                # 0: the full resolution
+    assert run_side(3024, 4032) is None                            # the library's default: the full resolution
+    assert run_side(300, 400, size=800, max_side=LOOK_SIDE) == 800  # --size wins, up or down
+    assert run_side(300, 400, size=400) is None
+
+
+def test_cli_runs_a_photo_over_max_side_capped_and_returns_its_size(tmp_path, tiny_checkpoint):
+    from toolkit.checkpoint import load_checkpoint
+
+    rgb = natural_image(48, 64, seed=4)
+    photo = tmp_path / "p.png"
+    Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(photo)
+    rgb = decode_image(photo).rgb
+    for flag, side in (("32", 32), ("0", None)):
+        res = cli("stylize", photo, "--checkpoint", tiny_checkpoint, "--max-side", flag, "-o", tmp_path / flag)
+        assert res.returncode == 0, res.stderr
+        got = decode_image(tmp_path / flag / "p.tiny.png").rgb
+        expected = stylize_rgb(load_checkpoint(tiny_checkpoint).model.eval(), rgb, side)
+        assert got.shape == rgb.shape and np.abs(got - expected).max() <= 1.5 / 255, flag
+    capped, full = (decode_image(tmp_path / f / "p.tiny.png").rgb for f in ("32", "0"))
+    assert np.abs(capped - full).mean() > 0.01  # the cap changes what the net paints
 
 
 def test_too_small_image_is_a_user_error():
@@ -98,6 +128,9 @@ def test_cli_bad_inputs_exit_2_with_one_line_and_no_output(tmp_path, tiny_checkp
         (["stylize", good, "--checkpoint", corrupt], "corrupt"),
         (["stylize", good, "--style", "frots"], "unknown style"),
         (["stylize", good, "--checkpoint", tmp_path / "nope.safetensors"], "does not exist"),
+        (["stylize", good, "--checkpoint", tiny_checkpoint, "--max-side", "8"], "--max-side 8 is too small"),
+        (["stylize", good, "--checkpoint", tiny_checkpoint, "--max-side", "-1"], "--max-side -1 is too small"),
+        (["stylize", good, "--checkpoint", tiny_checkpoint, "--size", "8"], "--size 8 is too small"),
     ]
     if Path("/proc/self").exists() and __import__("os").geteuid() != 0:  # root ignores permissions
         cases.append((["stylize", good, "--checkpoint", tiny_checkpoint, "-o", readonly / "x"], "writable"))

@@ -171,6 +171,12 @@ def test_frame_folder_in_video_out_and_size(tmp_path, torch_payload):
     info = probe(out)
     assert (info.width, info.height, info.frame_rate) == (56, 40, 25)
     assert len(list(read_frames(out))) == 6
+    capped = stylize_video(frames, tmp_path / "capped.mkv", payload=torch_payload, max_side=48, progress=False)
+    full = stylize_video(frames, tmp_path / "full.mkv", payload=torch_payload, max_side=64, progress=False)
+    assert (capped["size"], full["size"]) == (48, None)  # frames over the cap run at it, the rest at their own
+    assert (probe(tmp_path / "capped.mkv").width, probe(tmp_path / "capped.mkv").height) == (56, 40)
+    with pytest.raises(UserError, match="--max-side 8 is too small"):
+        stylize_video(frames, tmp_path / "x.mkv", payload=torch_payload, max_side=8, progress=False)
 
 
 # --- temporal metric, flow, stabiliser -------------------------------------------------------------------------

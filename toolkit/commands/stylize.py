@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from toolkit.stylize import LOOK_SIDE
+
 HELP = "stylise images (any size or mode) with a shipped style or a checkpoint"
 
 
@@ -11,6 +13,10 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--out", "--out-dir", dest="out_dir", default="stylized",
                    help="output folder (default: stylized/)")
     p.add_argument("--size", type=int, help="run the net at this long side, then resize back to the input size")
+    p.add_argument("--max-side", type=int, default=LOOK_SIDE,
+                   help=f"run the net at most at this long side, then resize back (default {LOOK_SIDE}, the scale the "
+                        "shipped looks are tuned at: a larger photo keeps the strokes' size against the picture; 0 = "
+                        "always the full resolution, strokes as fine on a 12 MP photo as on a small one)")
     add_video_arguments(p)  # videos (.mp4/.mov/.mkv/.avi/.webm) or frame folders go to toolkit.video
 
 
@@ -36,22 +42,17 @@ def add_video_arguments(p) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from toolkit.errors import UserError
-    from toolkit.stylize import stylize_files
+    from toolkit.stylize import check_sides, stylize_files
     from toolkit.zoo import load_style
 
-    if args.size is not None and args.size < 16:
-        raise UserError(f"--size {args.size} is too small; use at least 16")
-    if args.size is not None:
-        from toolkit.data.images import check_pixels
-
-        check_pixels(args.size, args.size, f"--size {args.size}")
+    check_sides(args.size, args.max_side)
     ckpt = load_style(args.style, args.checkpoint)
     from toolkit.video.stylize import is_video_input
 
     if any(is_video_input(p) for p in args.inputs):
         return run_video(args, ckpt)
-    written = stylize_files(ckpt.model, [Path(p) for p in args.inputs], Path(args.out_dir), ckpt.name, args.size)
+    written = stylize_files(ckpt.model, [Path(p) for p in args.inputs], Path(args.out_dir), ckpt.name, args.size,
+                           max_side=args.max_side)
     for path in written:
         print(path)
     return 0
@@ -75,6 +76,7 @@ def run_video(args, ckpt) -> int:
     payload = make_payload(ckpt.model, args.backend, ckpt.name)
     for src, dest in pairs:
         stats = stylize_video(src, dest, payload=payload, workers=args.workers, threads=args.threads, size=args.size,
+                              max_side=args.max_side,
                               stabilize=args.stabilize, stabilize_weight=args.stabilize_weight, engine=args.engine,
                               address=args.address, overwrite=args.overwrite, encoder_preset=args.encoder_preset)
         logging.getLogger("toolkit.video.stylize").info("%s: %d frames in %.1f s (%.1f frames/s)", dest, stats["frames"],

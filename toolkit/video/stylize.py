@@ -398,12 +398,15 @@ def check_output(src: Path, dest: Path, overwrite: bool) -> None:
 
 def stylize_video(src: str | os.PathLike, dest: str | os.PathLike, model=None, *, payload: ModelPayload | None = None,
                   backend: str = "onnx", workers: int = 1, threads: int = 1, size: int | None = None,
+                  max_side: int | None = None,
                   stabilize: bool = False, stabilize_weight: float = 0.6, engine: str = "local",
                   address: str | None = None, overwrite: bool = False, progress: bool = True,
                   chunk: int = 8, style: str = "style", encoder_preset: str = DEFAULT_X264_PRESET) -> dict:
-    """Stylise `src` (video or frame folder) into `dest` (video or frame folder) atomically; returns run stats."""
+    """Stylise `src` (video or frame folder) into `dest` (video or frame folder) atomically, the net run at the long
+    side `toolkit.stylize.run_side` says (`size`, or the frames' own capped at `max_side`); returns run stats."""
     from toolkit.errors import unknown
     from toolkit.fsutil import atomic_path
+    from toolkit.stylize import check_sides, run_side
     from toolkit.video.temporal import Stabilizer
 
     src, dest = Path(src), Path(dest)
@@ -411,10 +414,10 @@ def stylize_video(src: str | os.PathLike, dest: str | os.PathLike, model=None, *
         raise unknown("engine", engine, ENGINES)
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    if size is not None and size < 16:
-        raise UserError(f"--size {size} is too small; use at least 16")
+    check_sides(size, max_side)
     check_output(src, dest, overwrite)
     info: VideoInfo = probe(src)
+    size = run_side(info.height, info.width, size, max_side)
     if info.variable_frame_rate:
         log.info("%s has a variable frame rate; per-frame timestamps are kept", src)
     if payload is None:
