@@ -141,7 +141,7 @@ def main(argv=None) -> int:
                                            "variants": dict(variants), "rows": rows, "mean_strength": mean})
     lines = [f"# What {args.style}'s training loss asks for (pixels optimised, no net)", "",
              f"{len(files)} eval photos at long side {args.side}, Adam lr {args.lr}, {args.iters} iterations from the "
-             "photo, the training loss without its temporal and shift terms. Style strength as in quality.md "
+             "photo, the training loss without its temporal, shift and turn terms. Style strength as in quality.md "
              f"(lower = more stylised). Sheet: {stem.name}.png (photo | {' | '.join(names)}; below each, the centre "
              "third at 3x).",
              "", "| variant | changes | style strength |", "|---|---|---|"]

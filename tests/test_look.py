@@ -667,3 +667,10 @@ def test_the_seed_probe_can_draw_its_tile_from_the_style_and_keep_it_fixed_while
     opt.step()
     assert torch.equal(seed.tiles[0], tile_before)  # --seed-lr 0: the texture stays the style's
     assert not torch.equal(seed.proj.weight, proj_before)  # but the net learns to use it
+
+
+def test_the_look_scale_benchmark_needs_the_eval_photos(tmp_path, monkeypatch, capsys):
+    """benchmarks/look_scale.py (a style on a 12 MP photo, full resolution against the net capped) says what is missing."""
+    monkeypatch.setenv("TOOLKIT_DATA", str(tmp_path))
+    assert benchmark("look_scale").main(["--style", "frost"]) == 2
+    assert "eval photos are missing" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from PIL import Image
 
 from toolkit.data.images import decode_image
 from toolkit.errors import UserError
-from toolkit.stylize import LOOK_SIDE, run_side, stylize_rgb, stylize_tensor
+from toolkit.stylize import MAX_SIDE, run_side, stylize_rgb, stylize_tensor
 
 from conftest import natural_image, tiny_model
 
@@ -39,16 +39,16 @@ def test_size_option_runs_smaller_and_returns_the_input_size():
     assert out.shape == (90, 120, 3)
 
 
-def test_the_net_runs_at_the_size_asked_else_at_most_the_look_side():
-    """A net paints strokes of a fixed size in pixels, so a photo larger than the looks are tuned at runs capped."""
-    assert LOOK_SIDE == 1024
-    assert run_side(3024, 4032, max_side=LOOK_SIDE) == 1024        # a 12 MP photo runs at 1024 x 768
-    assert run_side(4032, 3024, max_side=LOOK_SIDE) == 1024        # portrait alike
-    assert run_side(768, 1024, max_side=LOOK_SIDE) is None         # at the cap: its own size
-    assert run_side(300, 400, max_side=LOOK_SIDE) is None          # smaller photos are never upscaled by the cap
+def test_the_net_runs_at_the_size_asked_else_at_most_max_side():
+    """A net paints strokes of a fixed size in pixels, so by default a photo over MAX_SIDE runs capped."""
+    assert MAX_SIDE == 1536
+    assert run_side(3024, 4032, max_side=MAX_SIDE) == 1536         # a 12 MP photo runs at 1536 x 1152
+    assert run_side(4032, 3024, max_side=MAX_SIDE) == 1536         # portrait alike
+    assert run_side(1152, 1536, max_side=MAX_SIDE) is None         # at the cap: its own size
+    assert run_side(300, 400, max_side=MAX_SIDE) is None          # smaller photos are never upscaled by the cap
     assert run_side(3024, 4032, max_side=0) is None                # 0: the full resolution
     assert run_side(3024, 4032) is None                            # the library's default: the full resolution
-    assert run_side(300, 400, size=800, max_side=LOOK_SIDE) == 800  # --size wins, up or down
+    assert run_side(300, 400, size=800, max_side=MAX_SIDE) == 800  # --size wins, up or down
     assert run_side(300, 400, size=400) is None
 
 

@@ -1,5 +1,5 @@
 """Stylise images of any size and mode with a TransformerNet. torch is imported where a net runs, so the command
-line can read LOOK_SIDE for its help without it."""
+line can read MAX_SIDE for its help without it."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ if TYPE_CHECKING:
     import torch
 
 
-LOOK_SIDE = 1024
-"""The long side the shipped looks are tuned and measured at (256-px training crops of ~480-px photos, eval photos up
-to 1080 px). A net paints strokes of a fixed size in pixels: on a 12 MP photo at full resolution they are a quarter as
-large against the picture, and a style reads as fine texture over a colour grade (style strength at a 1024-px view
-0.18-0.59 for starry_night, frost, great_wave and the_scream, against 0.07-0.13 with the photo run at 1024 px and
-resized back). `toolkit stylize` caps the net's long side here by default (`--max-side`)."""
+MAX_SIDE = 1536
+"""The long side `toolkit stylize` runs the net at, at most, by default (`--max-side`). A net paints strokes of a fixed
+size in pixels: on a 12 MP photo (4032 px) at full resolution they are a quarter of their size against the picture
+that the looks were tuned at (256-px training crops, eval photos up to 1080 px), and seen whole the photo reads as
+colour-graded. Capped and resized back (bicubic), the strokes keep their size but the upscale softens them. Measured
+(benchmarks/look_scale.md, eval photos upscaled to 4032 px, style strength of the whole picture; goal 0.12): seen at
+1024 px, full resolution 0.18-1.16 and a 1536 cap 0.06-0.15; seen at 2048 px, full resolution 0.09-0.38, a 1536 cap
+0.09-0.31, a 2048 cap 0.07-0.20, a 1024 cap 0.16-0.59. 1536 and 2048 tie over both views (mean 0.150 / 0.147);
+1536 wins at a phone screen's view on all seven styles, on 0.56x the pixels of 2048."""
 
 
 def check_sides(size: int | None, max_side: int | None) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from toolkit.stylize import LOOK_SIDE
+from toolkit.stylize import MAX_SIDE
 
 HELP = "stylise images (any size or mode) with a shipped style or a checkpoint"
 
@@ -13,10 +13,10 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--out", "--out-dir", dest="out_dir", default="stylized",
                    help="output folder (default: stylized/)")
     p.add_argument("--size", type=int, help="run the net at this long side, then resize back to the input size")
-    p.add_argument("--max-side", type=int, default=LOOK_SIDE,
-                   help=f"run the net at most at this long side, then resize back (default {LOOK_SIDE}, the scale the "
-                        "shipped looks are tuned at: a larger photo keeps the strokes' size against the picture; 0 = "
-                        "always the full resolution, strokes as fine on a 12 MP photo as on a small one)")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE,
+                   help=f"run the net at most at this long side, then resize back (default {MAX_SIDE}: a larger photo "
+                        "keeps its strokes' size against the picture, where at full resolution a 12 MP photo's are a "
+                        "quarter of it and it reads as colour-graded; 0 = always the full resolution)")
     add_video_arguments(p)  # videos (.mp4/.mov/.mkv/.avi/.webm) or frame folders go to toolkit.video
 
 
