@@ -3,9 +3,9 @@ full resolution (`toolkit stylize --max-side 0`) and with the net capped at the 
 as `toolkit stylize --max-side N` does; its default is MAX_SIDE), each measured as a viewer sees the whole picture:
 style strength (quality.md's) of the output scaled to each of the --views long sides against the photo at that
 view (a whole picture on a screen; each view favours a cap near its own size, where neither the strokes have shrunk
-nor the upscale blurred). A net paints
-strokes of a fixed size in pixels, so at full resolution they shrink against the picture. Upscaled photos are smooth
-where a real 12 MP photo has fine detail; what is measured is the strokes' size against the picture. Writes
+nor the upscale blurred). A net paints strokes of a fixed size in pixels, so at full resolution they shrink against
+the picture. Upscaled photos are smooth where a real 12 MP photo has fine detail; what is measured is the strokes'
+size against the picture. Writes
 benchmarks/results/look_scale.{json,md,png} (per style: full resolution | capped at --sheet-side, whole, then the
 two at 100% on the 12 MP picture).
 

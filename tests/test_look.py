@@ -620,7 +620,8 @@ def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe
         ceiling.with_overrides(recipe, {"bogus": "1"})
     photo = torch.from_numpy(natural_image(48, 48, seed=5)).permute(2, 0, 1)[None].contiguous()
     out, last = ceiling.optimise(recipe, photo, iters=30, lr=0.05)
-    assert out.shape == photo.shape and 0 <= out.min() and out.max() <= 1 and not {"temporal", "shift", "turn"} & set(last)
+    assert out.shape == photo.shape and 0 <= out.min() and out.max() <= 1
+    assert not {"temporal", "shift", "turn"} & set(last)  # the terms that measure a net's function are left out
     loss = style_loss(recipe)
     loss.balance_taps(photo)
     assert float(loss(out, photo)["style"]) < 0.7 * float(loss(photo, photo)["style"])
@@ -670,7 +671,7 @@ def test_the_seed_probe_can_draw_its_tile_from_the_style_and_keep_it_fixed_while
 
 
 def test_the_look_scale_benchmark_needs_the_eval_photos(tmp_path, monkeypatch, capsys):
-    """benchmarks/look_scale.py (a style on a 12 MP photo, full resolution against the net capped) says what is missing."""
+    """benchmarks/look_scale.py (a style on a 12 MP photo, at full resolution and capped) says what is missing."""
     monkeypatch.setenv("TOOLKIT_DATA", str(tmp_path))
     assert benchmark("look_scale").main(["--style", "frost"]) == 2
     assert "eval photos are missing" in capsys.readouterr().err

@@ -45,7 +45,7 @@ def test_the_net_runs_at_the_size_asked_else_at_most_max_side():
     assert run_side(3024, 4032, max_side=MAX_SIDE) == 1536         # a 12 MP photo runs at 1536 x 1152
     assert run_side(4032, 3024, max_side=MAX_SIDE) == 1536         # portrait alike
     assert run_side(1152, 1536, max_side=MAX_SIDE) is None         # at the cap: its own size
-    assert run_side(300, 400, max_side=MAX_SIDE) is None          # smaller photos are never upscaled by the cap
+    assert run_side(300, 400, max_side=MAX_SIDE) is None           # smaller photos are never upscaled by the cap
     assert run_side(3024, 4032, max_side=0) is None                # 0: the full resolution
     assert run_side(3024, 4032) is None                            # the library's default: the full resolution
     assert run_side(300, 400, size=800, max_side=MAX_SIDE) == 800  # --size wins, up or down

@@ -12,7 +12,8 @@ def add_arguments(p) -> None:
     src.add_argument("--checkpoint", help="a .safetensors checkpoint written by `toolkit train`")
     p.add_argument("-o", "--out", "--out-dir", dest="out_dir", default="stylized",
                    help="output folder (default: stylized/)")
-    p.add_argument("--size", type=int, help="run the net at this long side, then resize back to the input size")
+    p.add_argument("--size", type=int, help="run the net at this long side, then resize back to the input size "
+                   "(instead of --max-side)")
     p.add_argument("--max-side", type=int, default=MAX_SIDE,
                    help=f"run the net at most at this long side, then resize back (default {MAX_SIDE}: a larger photo "
                         "keeps its strokes' size against the picture, where at full resolution a 12 MP photo's are a "
