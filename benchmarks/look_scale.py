@@ -6,7 +6,7 @@ view (a whole picture on a screen; each view favours a cap near its own size, wh
 nor the upscale blurred). A net paints strokes of a fixed size in pixels, so at full resolution they shrink against
 the picture. Upscaled photos are smooth where a real 12 MP photo has fine detail; what is measured is the strokes'
 size against the picture. Writes
-benchmarks/results/look_scale.{json,md,png} (per style: full resolution | capped at --sheet-side, whole, then the
+benchmarks/results/look_scale.{json,md,jpg} (per style: full resolution | capped at --sheet-side, whole, then the
 two at 100% on the 12 MP picture).
 
     python benchmarks/look_scale.py [--style S ...] [--sides 768,1024,1536,2048] [--views 1024,2048] [--sheet-side 1024]
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
                      "per_photo": {v: {c: dict(zip(PHOTOS, strength[v, c])) for c in columns} for v in views}})
         print(style, {v: {c: round(x, 3) for c, x in m.items()} for v, m in rows[-1]["views"].items()}, flush=True)
     width = max(s.shape[1] for s in sheet)
-    save_image(RESULTS / "look_scale.png", np.concatenate(
+    save_image(RESULTS / "look_scale.jpg", np.concatenate(
         [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in sheet], axis=0))
     write_json(RESULTS / "look_scale.json", {"photos": list(PHOTOS), "phone_side": PHONE_SIDE, "views": views,
                                              "sides": sides, "max_side": MAX_SIDE, "rows": rows})
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
              f"Eval photos {', '.join(PHOTOS)} upscaled to long side {PHONE_SIDE} (a 12 MP phone photo), stylised at "
              "full resolution and with the net run at each long side below and resized back (`toolkit stylize "
              f"--max-side N`; default {MAX_SIDE}); style strength (lower = more stylised; goal <= 0.12) of each "
-             "output seen whole at each view (its long side; best of a row in bold). Sheet: look_scale.png (per "
+             "output seen whole at each view (its long side; best of a row in bold). Sheet: look_scale.jpg (per "
              f"style: full resolution | capped at {args.sheet_side}, whole at 512 px, then both at 100%).", "",
              "| style | view | " + " | ".join("full resolution" if c == "full" else f"capped at {c[3:]}"
                                              for c in columns) + " |", "|---|---|" + "---|" * len(columns)]

@@ -2,7 +2,8 @@
 the loss a shipped style was trained with (its checkpoint's train config; the temporal, shift and turn terms left out:
 they measure the net's function, not an image), and under variants of it. If the optimised pictures show the
 painting's shapes, the net or its training is what falls short; if they do not, no net trained on that loss will.
-Writes benchmarks/results/loss_ceiling_<style>[_LABEL].{json,md,png}.
+Writes benchmarks/results/loss_ceiling_<style>[_LABEL].{json,md,jpg} (the sheet a JPEG: as a PNG, 3 photos x 6
+columns pass 4 MB; sheets before session 31 are PNGs).
 
     python benchmarks/loss_ceiling.py --style frost [--variant "no tv:tv_weight=0" ...] [--iters 300] [--side 320]
 
@@ -52,8 +53,8 @@ def with_overrides(cfg, overrides: dict):
 
 def optimise(cfg, photo, iters: int, lr: float):
     """Pixels of `photo` (1,3,H,W) optimised by Adam under the training loss of `cfg` (as `training_losses` sums it,
-    without the temporal, shift and turn terms, which measure a net's function), through a sigmoid so they stay in [0, 1].
-    Returns the image and the last losses."""
+    without the temporal, shift and turn terms, which measure a net's function), through a sigmoid so they stay in
+    [0, 1]. Returns the image and the last losses."""
     import torch
 
     from toolkit.train import style_loss, training_losses
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
     sheet = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in sheet]
     label = f"_{args.label}" if args.label else ""
     stem = RESULTS / f"loss_ceiling_{Path(args.style).stem}{label}"
-    save_image(stem.with_suffix(".png"), np.concatenate(sheet, axis=0))
+    save_image(stem.with_suffix(".jpg"), np.concatenate(sheet, axis=0), quality=92)
     names = ["shipped net", *(n for n, _ in variants)]
     mean = {n: float(np.mean([r["style_strength"] for r in rows if r["variant"] == n])) for n in names}
     write_json(stem.with_suffix(".json"), {"style": args.style, "iters": args.iters, "lr": args.lr, "side": args.side,
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     lines = [f"# What {args.style}'s training loss asks for (pixels optimised, no net)", "",
              f"{len(files)} eval photos at long side {args.side}, Adam lr {args.lr}, {args.iters} iterations from the "
              "photo, the training loss without its temporal, shift and turn terms. Style strength as in quality.md "
-             f"(lower = more stylised). Sheet: {stem.name}.png (photo | {' | '.join(names)}; below each, the centre "
+             f"(lower = more stylised). Sheet: {stem.name}.jpg (photo | {' | '.join(names)}; below each, the centre "
              "third at 3x).",
              "", "| variant | changes | style strength |", "|---|---|---|"]
     changes = {n: ", ".join(f"{k}={v}" for k, v in o.items()) for n, o in variants}
