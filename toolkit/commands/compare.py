@@ -34,11 +34,9 @@ def run(args) -> int:
     from toolkit.train import style_loss
     from toolkit.zoo import checkpoint_path
 
-    if args.size < 16:
-        raise UserError(f"--size {args.size} is too small; use at least 16")
-    from toolkit.data.images import check_pixels
+    from toolkit.stylize import check_sides
 
-    check_pixels(args.size, args.size, f"--size {args.size}")
+    check_sides(args.size, None)
     check_output_file(Path(args.out_dir) / "compare.json", "-o")  # a file in the way fails before any evaluation
     inputs = [str(checkpoint_path(p)) for p in args.inputs]  # a bare name is a style, as for prune --checkpoint
     ref_path = str(checkpoint_path(args.reference)) if args.reference else next(

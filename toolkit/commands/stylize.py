@@ -53,7 +53,7 @@ def run(args) -> int:
     if any(is_video_input(p) for p in args.inputs):
         return run_video(args, ckpt)
     written = stylize_files(ckpt.model, [Path(p) for p in args.inputs], Path(args.out_dir), ckpt.name, args.size,
-                           max_side=args.max_side)
+                            max_side=args.max_side)
     for path in written:
         print(path)
     return 0

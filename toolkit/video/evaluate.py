@@ -133,12 +133,9 @@ def evaluate_temporal(models: dict, sintel: Optional[Path] = None, clips=(), fra
 
     if frames < 2:
         raise UserError(f"--frames must be >= 2 (warping error compares consecutive frames), got {frames}")
-    if size is not None:
-        from toolkit.data.images import check_pixels
+    from toolkit.stylize import check_sides
 
-        if size < 16:
-            raise UserError(f"--size {size} is too small; use at least 16")
-        check_pixels(size, size, f"--size {size}")
+    check_sides(size, None)
     if not models:
         raise UserError("no model to evaluate")
     stylizers = {k: FrameStylizer(make_payload(m, "torch"), size=size, threads=2) for k, m in models.items()}
