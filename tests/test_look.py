@@ -627,6 +627,44 @@ def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe
     assert float(loss(out, photo)["style"]) < 0.7 * float(loss(photo, photo)["style"])
 
 
+def test_the_teacher_probe_compares_the_kind_of_stroke_in_each_window_not_where_strokes_fall():
+    """benchmarks/teacher_probe.py: a gram teacher term is blind to strokes moved within a 64-px window; mse is not."""
+    probe = benchmark("teacher_probe")
+    name, variant = probe.parse_variant("g:form=gram,weight=50,layers=relu1_1;relu3_1")
+    assert name == "g" and variant == {"form": "gram", "weight": 50.0, "layers": ("relu1_1", "relu3_1")}
+    with pytest.raises(SystemExit, match="NAME:form"):
+        probe.parse_variant("x:form=pixels")
+    torch.manual_seed(0)
+    target = {"relu3_1": torch.rand(2, 8, 32, 32)}  # relu3 taps: 4 px a cell, so a window is 16 x 16 cells
+    moved = target["relu3_1"].clone()
+    moved[..., :16, :16] = moved[..., :16, :16].flip(-1).flip(-2)  # the same strokes, elsewhere in their window
+    term = lambda out, form: float(probe.teacher_term({"relu3_1": out}, target, form, ["relu3_1"]))  # noqa: E731
+    assert term(moved, "gram") < 1e-10 and term(moved, "mse") > 0.01
+    assert term(target["relu3_1"] * 1.5, "gram") > 1e-3  # stronger strokes are a different kind
+
+
+def test_the_teacher_probe_fine_tunes_a_net_toward_its_targets_under_the_recipe(tmp_path):
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from toolkit.config import TrainConfig
+
+    probe = benchmark("teacher_probe")
+    style = tmp_path / "style.png"
+    Image.fromarray((natural_image(64, 64, seed=3) * 255).astype(np.uint8)).save(style)
+    recipe = TrainConfig(style_image=str(style), lr=1e-2, loss=LossConfig(
+        loss_net="random", style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_1",), style_weight=1e4))
+    photos = torch.stack([torch.from_numpy(natural_image(64, 64, seed=s)).permute(2, 0, 1) for s in range(6)])
+    targets = photos.flip(1)  # channels swapped: a target the net can reach
+    net = tiny_model()
+    tuned, history = probe.distil(SimpleNamespace(model=net), recipe, photos, targets,
+                                  {"form": "mse", "weight": 100.0, "layers": ("relu1_1",)}, steps=25)
+    assert len(history) == 25 and history[0]["teacher"] == pytest.approx(1.0)
+    assert np.mean([h["teacher"] for h in history[-5:]]) < 0.8  # pulled toward the targets
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), tiny_model().state_dict().values()))
+
+
 def test_the_seed_probe_starts_as_the_net_and_adds_a_screen_fixed_texture_of_coprime_periods():
     """benchmarks/seed_probe.py: two learned tiles pinned to the screen, added to the stem through a zero 1x1 conv."""
     from torch import nn
