@@ -3,7 +3,8 @@ Gatys-style optimisation under the style's own training loss) into the shipped n
 a teacher term pulling its output toward each crop's target, either feature by feature (mse: VGG features at the same
 places) or by local statistics (gram: the Gram matrices of 64-px windows, so strokes may fall elsewhere as long as
 each window has the target's kind of stroke). Writes benchmarks/results/teacher_<style>[_LABEL].{json,md,jpg} (photo
-| shipped net | each variant on eval photos at long side 384); targets and nets stay under runs/teacher_<style>/.
+| shipped net | each variant on eval photos at long side 384, then photo | target | the nets on training crops);
+targets and nets stay under runs/teacher_<style>/.
 
     python benchmarks/teacher_probe.py --style starry_night --variant "mse20:form=mse,weight=20" \
         --variant "gram50:form=gram,weight=50,layers=relu1_1;relu2_1;relu3_1[,lr=0.001]"
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
     import torch
 
     from toolkit.checkpoint import load_checkpoint, save_checkpoint
-    from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image
+    from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy
     from toolkit.fsutil import write_json
     from toolkit.paths import resolve_data_path, shared_data
     from toolkit.stylize import stylize_rgb
@@ -171,12 +172,16 @@ def main(argv=None) -> int:
                         for when, part in (("first50", first), ("last50", last))}})
         nets.append((name, net))
     sheet = []
+    rows_of = lambda cells: np.concatenate(sum([[c, np.ones((c.shape[0], 8, 3), np.float32)] for c in cells], [])[:-1],
+                                           axis=1)  # noqa: E731
     for f in list_images(shared_data("content", "eval"))[:4]:
         rgb = resize_long_side(load_rgb(f), 384)
         with torch.no_grad():
-            cells = [rgb, *(stylize_rgb(net, rgb) for _, net in nets)]
-        gap = np.ones((rgb.shape[0], 8, 3), np.float32)
-        sheet.append(np.concatenate(sum([[c, gap] for c in cells], [])[:-1], axis=1))
+            sheet.append(rows_of([rgb, *(stylize_rgb(net, rgb) for _, net in nets)]))
+    for i in range(0, args.count, max(1, args.count // 4)):  # training crops: the target beside what the nets learnt
+        with torch.no_grad():
+            sheet.append(rows_of([to_numpy(photos[i]), to_numpy(targets[i]),
+                                  *(to_numpy(net(photos[i: i + 1])[0]) for _, net in nets)]))
     width = max(s.shape[1] for s in sheet)
     sheet = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in sheet]
     stem = RESULTS / f"teacher_{args.style}{'_' + args.label if args.label else ''}"
@@ -187,7 +192,8 @@ def main(argv=None) -> int:
              f"{args.count} training crops (256 px) optimised {args.iters} Adam iterations (lr {args.lr}) under the "
              "shipped recipe; the shipped net fine-tuned (batch 4) on them with its recipe plus "
              "the teacher term (relative to its first batch; mean of the first and last 50 steps). Sheet: "
-             f"{stem.name}.jpg (photo | {' | '.join(n for n, _ in nets)}, long side 384).", "",
+             f"{stem.name}.jpg (photo | {' | '.join(n for n, _ in nets)}, eval photos at long side 384; then four "
+             "of the training crops: photo | target | the same nets).", "",
              "| variant | form | weight | taps | lr | steps | teacher term first -> last | style loss first -> last |",
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['form']} | {r['weight']:g} | {', '.join(r['layers'])} | "
