@@ -7,7 +7,7 @@ each window has the target's kind of stroke). Writes benchmarks/results/teacher_
 targets and nets stay under runs/teacher_<style>/.
 
     python benchmarks/teacher_probe.py --style starry_night --variant "mse20:form=mse,weight=20" \
-        --variant "gram50:form=gram,weight=50,layers=relu1_1;relu2_1;relu3_1[,lr=0.001]"
+        --variant "gram200:form=gram,weight=200,layers=relu1_1;relu2_1;relu3_1,lr=0.001"
 
 A variant's weight is relative: the teacher term is divided by its value on the first batch, so weight 50 starts the
 term at 50 (starry_night's style term starts near 44). Targets and fine-tuned nets are reused when present.
@@ -93,6 +93,7 @@ def distil(ckpt, cfg, photos, targets, variant: dict, steps: int, seed: int = 0)
     import copy
 
     import torch
+    from tqdm import tqdm
 
     from toolkit.train import style_loss, train_mode, training_losses
 
@@ -105,7 +106,7 @@ def distil(ckpt, cfg, photos, targets, variant: dict, steps: int, seed: int = 0)
         target_feats = {t: torch.cat([f[t].float() for f in target_feats]) for t in layers}
     opt = torch.optim.Adam(model.parameters(), lr=variant.get("lr", cfg.lr))
     rng, history, scale = np.random.default_rng(seed), [], None
-    for step in range(steps):
+    for step in tqdm(range(steps), desc="distil"):
         pick = torch.from_numpy(rng.choice(len(photos), 4, replace=False))
         x, tf = photos[pick], {t: f[pick] for t, f in target_feats.items()}
         if rng.random() < 0.5:
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--style", required=True, help="a shipped style whose net and recipe to distil into")
-    ap.add_argument("--variant", action="append", required=True, metavar="NAME:form=mse|gram,weight=W,layers=A;B")
+    ap.add_argument("--variant", action="append", required=True, metavar="NAME:form=mse|gram,weight=W,layers=A;B,lr=R")
     ap.add_argument("--count", type=int, default=64, help="training crops optimised as targets")
     ap.add_argument("--iters", type=int, default=75, help="Adam iterations per target")
     ap.add_argument("--lr", type=float, default=0.1)
@@ -166,14 +167,15 @@ def main(argv=None) -> int:
             save_checkpoint(path, net, {**ckpt.meta, "teacher": {**variant, "layers": list(variant["layers"]),
                                                                  "steps": args.steps, "history": history}})
         first, last = history[:50], history[-50:]
-        mean = lambda rows, key: float(np.mean([r[key] for r in rows]))  # noqa: E731
+        mean = lambda part, key: float(np.mean([r[key] for r in part]))  # noqa: E731
         rows.append({"variant": name, **variant, "layers": list(variant["layers"]), "steps": len(history),
                      **{f"{key}_{when}": mean(part, key) for key in ("teacher", "style", "content")
                         for when, part in (("first50", first), ("last50", last))}})
         nets.append((name, net))
+    def rows_of(cells):  # side by side, 8-px white gaps
+        return np.concatenate(sum([[c, np.ones((c.shape[0], 8, 3), np.float32)] for c in cells], [])[:-1], axis=1)
+
     sheet = []
-    rows_of = lambda cells: np.concatenate(sum([[c, np.ones((c.shape[0], 8, 3), np.float32)] for c in cells], [])[:-1],
-                                           axis=1)  # noqa: E731
     for f in list_images(shared_data("content", "eval"))[:4]:
         rgb = resize_long_side(load_rgb(f), 384)
         with torch.no_grad():
