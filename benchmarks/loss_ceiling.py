@@ -74,12 +74,29 @@ def optimise(cfg, photo, iters: int, lr: float):
     return torch.sigmoid(z).detach(), {k: float(v.detach()) for k, v in losses.items()}
 
 
+def shipped_start(style: str, threads: int, tool: str):
+    """(checkpoint, recipe) of the shipped style (or checkpoint path) `style`, with torch on `threads` threads and
+    seeded; exits with status 2 and one line naming `tool` when the eval photos are missing."""
+    import torch
+
+    from toolkit.checkpoint import load_checkpoint
+    from toolkit.paths import shared_data
+    from toolkit.zoo import checkpoint_path
+
+    if shared_data("content", "eval") is None:
+        print(f"{tool}: the eval photos are missing; set TOOLKIT_DATA to the shared data folder", file=sys.stderr)
+        raise SystemExit(2)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    ckpt = load_checkpoint(checkpoint_path(style))
+    return ckpt, ckpt.train_config()
+
+
 def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     import torch
     from tqdm import tqdm
 
-    from toolkit.checkpoint import load_checkpoint
     from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
     from toolkit.fsutil import write_json
     from toolkit.losses import measuring_loss
@@ -87,7 +104,6 @@ def main(argv=None) -> int:
     from toolkit.paths import shared_data
     from toolkit.stylize import stylize_tensor
     from toolkit.video.evaluate import style_image_for
-    from toolkit.zoo import checkpoint_path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--style", required=True, help="a shipped style (or a checkpoint path) whose recipe to optimise")
@@ -99,13 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--label", default="")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    if shared_data("content", "eval") is None:
-        print("loss_ceiling: the eval photos are missing; set TOOLKIT_DATA to the shared data folder", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    ckpt = load_checkpoint(checkpoint_path(args.style))
-    recipe = ckpt.train_config()
+    ckpt, recipe = shipped_start(args.style, args.threads, "loss_ceiling")
     variants = [("recipe", {}), *(parse_variant(v) for v in args.variant)]
     configs = [(name, with_overrides(recipe, o)) for name, o in variants]
     measure = measuring_loss(style_image_for(ckpt))

@@ -128,12 +128,12 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import torch
 
+    from loss_ceiling import shipped_start
     from toolkit.checkpoint import load_checkpoint, save_checkpoint
     from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy
     from toolkit.fsutil import write_json
     from toolkit.paths import resolve_data_path, shared_data
     from toolkit.stylize import stylize_rgb
-    from toolkit.zoo import checkpoint_path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--style", required=True, help="a shipped style whose net and recipe to distil into")
@@ -146,13 +146,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     variants = [parse_variant(v) for v in args.variant]
-    if shared_data("content", "eval") is None:
-        print("teacher_probe: the eval photos are missing; set TOOLKIT_DATA to the shared data folder", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    ckpt = load_checkpoint(checkpoint_path(args.style))
-    recipe = ckpt.train_config()
+    ckpt, recipe = shipped_start(args.style, args.threads, "teacher_probe")
     work = ROOT / "runs" / f"teacher_{args.style}"
     photos, targets = make_targets(recipe, sorted(list_images(resolve_data_path(recipe.content_dir))),
                                    work / "targets", args.count, args.iters, args.lr)
@@ -189,7 +183,7 @@ def main(argv=None) -> int:
     stem = RESULTS / f"teacher_{args.style}{'_' + args.label if args.label else ''}"
     save_image(stem.with_suffix(".jpg"), np.concatenate(sheet, axis=0), quality=92)
     write_json(stem.with_suffix(".json"), {"style": args.style, "count": args.count, "iters": args.iters,
-                                           "lr": args.lr, "steps": args.steps, "rows": rows})
+                                           "lr": args.lr, "rows": rows})  # each row its own steps
     lines = [f"# Distilling pixel-optimised targets into {args.style}'s shipped net", "",
              f"{args.count} training crops (256 px) optimised {args.iters} Adam iterations (lr {args.lr}) under the "
              "shipped recipe; the shipped net fine-tuned (batch 4) on them with its recipe plus "
