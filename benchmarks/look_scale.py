@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     from toolkit.losses import measuring_loss
     from toolkit.metrics import style_strength
     from toolkit.paths import shared_data
+    from toolkit.sheets import stack_rows
     from toolkit.stylize import MAX_SIDE, stylize_rgb
     from toolkit.video.evaluate import style_image_for
     from toolkit.zoo import checkpoint_path, shipped_styles
@@ -81,9 +82,7 @@ def main(argv=None) -> int:
         rows.append({"style": style, "views": {v: {c: float(np.mean(strength[v, c])) for c in columns} for v in views},
                      "per_photo": {v: {c: dict(zip(PHOTOS, strength[v, c])) for c in columns} for v in views}})
         print(style, {v: {c: round(x, 3) for c, x in m.items()} for v, m in rows[-1]["views"].items()}, flush=True)
-    width = max(s.shape[1] for s in sheet)
-    save_image(RESULTS / "look_scale.jpg", np.concatenate(
-        [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in sheet], axis=0))
+    save_image(RESULTS / "look_scale.jpg", stack_rows(sheet))
     write_json(RESULTS / "look_scale.json", {"photos": list(PHOTOS), "phone_side": PHONE_SIDE, "views": views,
                                              "sides": sides, "max_side": MAX_SIDE, "rows": rows})
     lines = ["# A style's look on a 12 MP photo: full resolution against the net capped", "",

@@ -102,6 +102,7 @@ def main(argv=None) -> int:
     from toolkit.losses import measuring_loss
     from toolkit.metrics import style_strength
     from toolkit.paths import shared_data
+    from toolkit.sheets import stack_rows
     from toolkit.stylize import stylize_tensor
     from toolkit.video.evaluate import style_image_for
 
@@ -141,11 +142,9 @@ def main(argv=None) -> int:
         gap = lambda a: np.concatenate([a, np.ones((a.shape[0], 8, 3), np.float32)], axis=1)  # noqa: E731
         sheet += [np.concatenate([gap(c) for c in cells], axis=1),
                   np.concatenate([gap(c[: cells[0].shape[0], : cells[0].shape[1]]) for c in crops], axis=1)]
-    width = max(s.shape[1] for s in sheet)
-    sheet = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in sheet]
     label = f"_{args.label}" if args.label else ""
     stem = RESULTS / f"loss_ceiling_{Path(args.style).stem}{label}"
-    save_image(stem.with_suffix(".jpg"), np.concatenate(sheet, axis=0), quality=92)
+    save_image(stem.with_suffix(".jpg"), stack_rows(sheet), quality=92)
     names = ["shipped net", *(n for n, _ in variants)]
     mean = {n: float(np.mean([r["style_strength"] for r in rows if r["variant"] == n])) for n in names}
     write_json(stem.with_suffix(".json"), {"style": args.style, "iters": args.iters, "lr": args.lr, "side": args.side,

@@ -133,6 +133,7 @@ def main(argv=None) -> int:
     from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy
     from toolkit.fsutil import write_json
     from toolkit.paths import resolve_data_path, shared_data
+    from toolkit.sheets import side_by_side, stack_rows
     from toolkit.stylize import stylize_rgb
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -166,22 +167,17 @@ def main(argv=None) -> int:
                      **{f"{key}_{when}": mean(part, key) for key in ("teacher", "style", "content")
                         for when, part in (("first50", first), ("last50", last))}})
         nets.append((name, net))
-    def rows_of(cells):  # side by side, 8-px white gaps
-        return np.concatenate(sum([[c, np.ones((c.shape[0], 8, 3), np.float32)] for c in cells], [])[:-1], axis=1)
-
     sheet = []
     for f in list_images(shared_data("content", "eval"))[:4]:
         rgb = resize_long_side(load_rgb(f), 384)
         with torch.no_grad():
-            sheet.append(rows_of([rgb, *(stylize_rgb(net, rgb) for _, net in nets)]))
+            sheet.append(side_by_side([rgb, *(stylize_rgb(net, rgb) for _, net in nets)]))
     for i in range(0, args.count, max(1, args.count // 4)):  # training crops: the target beside what the nets learnt
         with torch.no_grad():
-            sheet.append(rows_of([to_numpy(photos[i]), to_numpy(targets[i]),
+            sheet.append(side_by_side([to_numpy(photos[i]), to_numpy(targets[i]),
                                   *(to_numpy(net(photos[i: i + 1])[0]) for _, net in nets)]))
-    width = max(s.shape[1] for s in sheet)
-    sheet = [np.pad(s, ((0, 8), (0, width - s.shape[1]), (0, 0)), constant_values=1.0) for s in sheet]
     stem = RESULTS / f"teacher_{args.style}{'_' + args.label if args.label else ''}"
-    save_image(stem.with_suffix(".jpg"), np.concatenate(sheet, axis=0), quality=92)
+    save_image(stem.with_suffix(".jpg"), stack_rows(sheet), quality=92)
     write_json(stem.with_suffix(".json"), {"style": args.style, "count": args.count, "iters": args.iters,
                                            "lr": args.lr, "rows": rows})  # each row its own steps
     lines = [f"# Distilling pixel-optimised targets into {args.style}'s shipped net", "",

@@ -627,6 +627,18 @@ def test_the_loss_ceiling_probe_optimises_pixels_toward_the_style_under_a_recipe
     assert float(loss(out, photo)["style"]) < 0.7 * float(loss(photo, photo)["style"])
 
 
+def test_sheets_lay_pictures_side_by_side_and_stack_rows_of_any_width_on_white():
+    """toolkit.sheets: what the look benchmarks' contact sheets are assembled with."""
+    from toolkit.sheets import side_by_side, stack_rows
+
+    a, b = np.zeros((10, 6, 3), np.float32), np.full((10, 4, 3), 0.5, np.float32)
+    row = side_by_side([a, b], gap=3)
+    assert row.shape == (10, 13, 3) and np.all(row[:, 6:9] == 1) and np.all(row[:, 9:] == 0.5)
+    sheet = stack_rows([row, a], gap=2)
+    assert sheet.shape == (24, 13, 3)
+    assert np.all(sheet[10:12] == 1) and np.all(sheet[12:22, :6] == 0) and np.all(sheet[12:, 6:] == 1)
+
+
 def test_the_teacher_probe_compares_the_kind_of_stroke_in_each_window_not_where_strokes_fall():
     """benchmarks/teacher_probe.py: a gram teacher term is blind to strokes moved within a 64-px window; mse is not."""
     probe = benchmark("teacher_probe")

@@ -41,3 +41,16 @@ def contact_row(photo: np.ndarray, output: np.ndarray, side: int = 256) -> np.nd
     zoom = np.repeat(np.repeat(crop[cy - half:cy + half, cx - half:cx + half], ZOOM, 0), ZOOM, 1)
     crop_full = np.repeat(np.repeat(crop, side // CROP, 0), side // CROP, 1)
     return np.concatenate([_fit(photo, side), _fit(output, side), _fit(crop_full, side), _fit(zoom, side)], axis=1)
+
+
+def side_by_side(cells: list[np.ndarray], gap: int = 8) -> np.ndarray:
+    """Pictures of one height left to right, with `gap`-px white bands between them."""
+    band = np.ones((cells[0].shape[0], gap, 3), np.float32)
+    return np.concatenate(sum([[c, band] for c in cells], [])[:-1], axis=1)
+
+
+def stack_rows(rows: list[np.ndarray], gap: int = 8) -> np.ndarray:
+    """Rows of any widths one below the other, each padded with white to the widest and followed by a `gap`-px band."""
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=1.0)
+                           for r in rows], axis=0)
