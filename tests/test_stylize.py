@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import toolkit.stylize as stylize_module
 from toolkit.data.images import decode_image
 from toolkit.errors import UserError
 from toolkit.stylize import MAX_SIDE, run_side, stylize_rgb, stylize_tensor
@@ -53,20 +54,71 @@ def test_the_net_runs_at_the_size_asked_else_at_most_max_side():
 
 
 def test_cli_runs_a_photo_over_max_side_capped_and_returns_its_size(tmp_path, tiny_checkpoint):
+    """Capped, the net runs at --max-side and by default the detail pass is added; --no-detail is the one pass."""
     from toolkit.checkpoint import load_checkpoint
 
     rgb = natural_image(48, 64, seed=4)
     photo = tmp_path / "p.png"
     Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).save(photo)
     rgb = decode_image(photo).rgb
-    for flag, side in (("32", 32), ("0", None)):
-        res = cli("stylize", photo, "--checkpoint", tiny_checkpoint, "--max-side", flag, "-o", tmp_path / flag)
+    model = load_checkpoint(tiny_checkpoint).model.eval()
+    runs = {"32": (["--max-side", "32"], stylize_rgb(model, rgb, 32, detail=True)),
+            "32-one-pass": (["--max-side", "32", "--no-detail"], stylize_rgb(model, rgb, 32)),
+            "0": (["--max-side", "0"], stylize_rgb(model, rgb))}
+    got = {}
+    for name, (flags, expected) in runs.items():
+        res = cli("stylize", photo, "--checkpoint", tiny_checkpoint, *flags, "-o", tmp_path / name)
         assert res.returncode == 0, res.stderr
-        got = decode_image(tmp_path / flag / "p.tiny.png").rgb
-        expected = stylize_rgb(load_checkpoint(tiny_checkpoint).model.eval(), rgb, side)
-        assert got.shape == rgb.shape and np.abs(got - expected).max() <= 1.5 / 255, flag
-    capped, full = (decode_image(tmp_path / f / "p.tiny.png").rgb for f in ("32", "0"))
-    assert np.abs(capped - full).mean() > 0.01  # the cap changes what the net paints
+        got[name] = decode_image(tmp_path / name / "p.tiny.png").rgb
+        assert got[name].shape == rgb.shape and np.abs(got[name] - expected).max() <= 1.5 / 255, name
+    assert np.abs(got["32-one-pass"] - got["0"]).mean() > 0.01  # the cap changes what the net paints
+    assert np.abs(got["32-one-pass"] - got["32"]).mean() > 1 / 255  # and the detail pass is there
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    return float(np.abs(np.diff(rgb, axis=0)).mean() + np.abs(np.diff(rgb, axis=1)).mean())
+
+
+def test_the_detail_pass_adds_only_what_the_capped_run_is_too_coarse_to_hold():
+    """Capped at 48 px, a 192-px picture keeps the capped run's look seen whole at 2/3 of that size, and takes the
+    full-resolution run's fine band: at 100% it is as sharp as that run, where the upscale alone blurs."""
+    from toolkit.data.images import resize_long_side
+
+    model, rgb = tiny_model(), natural_image(144, 192, seed=2)
+    full, capped, detailed = stylize_rgb(model, rgb), stylize_rgb(model, rgb, 48), stylize_rgb(model, rgb, 48, True)
+
+    def seen_whole(img):
+        return resize_long_side(img, 32)
+
+    assert (np.abs(seen_whole(detailed) - seen_whole(capped)).mean()
+            < 0.1 * np.abs(seen_whole(full) - seen_whole(capped)).mean())
+    assert sharpness(capped) < 0.7 * sharpness(full)
+    assert sharpness(detailed) == pytest.approx(sharpness(full), rel=0.15)
+    # where the net runs at the picture's own size or larger there is nothing finer to add
+    assert np.array_equal(stylize_rgb(model, rgb, detail=True), full)
+    assert np.array_equal(stylize_rgb(model, rgb, 256, detail=True), stylize_rgb(model, rgb, 256))
+
+
+def test_join_bands_takes_each_band_from_its_own_picture():
+    """Below 0.75 of the coarse picture's Nyquist rate the join is the coarse picture, above its Nyquist rate the
+    fine one; a constant difference between them (a tint) stays the coarse picture's, borders included."""
+    from toolkit.stylize import join_bands
+
+    yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(128.0), indexing="ij")
+    slow = torch.sin(2 * torch.pi * xx / 32)[None, None]  # 0.25 of the full Nyquist rate
+    fast = torch.sin(2 * torch.pi * (xx + yy) / 3)[None, None]  # above a half-size picture's Nyquist rate
+    coarse, fine = 0.5 + 0.2 * slow, 0.3 + 0.1 * slow + 0.1 * fast
+    joined = join_bands(coarse, fine, scale=0.5)
+    assert torch.allclose(joined, 0.5 + 0.2 * slow + 0.1 * fast, atol=0.02)
+
+
+def test_the_detail_pass_runs_at_most_at_detail_max_side(monkeypatch):
+    sides = []
+    model = tiny_model()
+    model.register_forward_pre_hook(lambda m, args: sides.append(max(args[0].shape[-2:])))
+    monkeypatch.setattr(stylize_module, "DETAIL_MAX_SIDE", 96)
+    out = stylize_rgb(model, natural_image(120, 160), 64, detail=True)
+    assert sides == [64, 96] and out.shape == (120, 160, 3)
 
 
 def test_too_small_image_is_a_user_error():

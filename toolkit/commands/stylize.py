@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from toolkit.stylize import MAX_SIDE
+import argparse
+
+from toolkit.stylize import DETAIL_MAX_SIDE, MAX_SIDE
 
 HELP = "stylise images (any size or mode) with a shipped style or a checkpoint"
 
@@ -18,6 +20,11 @@ def add_arguments(p) -> None:
                    help=f"run the net at most at this long side, then resize back (default {MAX_SIDE}: a larger photo "
                         "keeps its strokes' size against the picture, where at full resolution a 12 MP photo's are a "
                         "quarter of it and it reads as colour-graded; 0 = always the full resolution)")
+    p.add_argument("--detail", action=argparse.BooleanOptionalAction, default=True,
+                   help="images the net runs smaller than (--max-side, --size) take every frequency finer than that "
+                        f"pass holds from a second pass at their own size (at most {DETAIL_MAX_SIDE} px), so the "
+                        "strokes stay crisp at 100%% (default on; --no-detail: one pass, about 4x faster on a 12 MP "
+                        "photo; videos are always one pass)")
     add_video_arguments(p)  # videos (.mp4/.mov/.mkv/.avi/.webm) or frame folders go to toolkit.video
 
 
@@ -53,7 +60,7 @@ def run(args) -> int:
     if any(is_video_input(p) for p in args.inputs):
         return run_video(args, ckpt)
     written = stylize_files(ckpt.model, [Path(p) for p in args.inputs], Path(args.out_dir), ckpt.name, args.size,
-                            max_side=args.max_side)
+                            max_side=args.max_side, detail=args.detail)
     for path in written:
         print(path)
     return 0
