@@ -120,8 +120,7 @@ def stylize_files(model: torch.nn.Module, paths: list[Path], out_dir: Path, styl
                   detail: bool = False) -> list[Path]:
     """Stylise each image into out_dir/<stem>.<style>.{png,jpg} at its own size, the net run as `run_side` says
     (`size`, or capped at `max_side`; with `detail`, a run smaller than the image gets a second pass for its fine
-    band);
-    alpha is kept. Inputs are checked first."""
+    band); alpha is kept. Inputs are checked first."""
     from toolkit.data.images import decode_image, save_image
     from toolkit.fsutil import ensure_writable_dir
 
