@@ -70,23 +70,27 @@ def stylize_rgb(model: torch.nn.Module, rgb: np.ndarray, size: int | None = None
     `detail` too, where that is smaller than the picture, a second pass at the picture's own size (at most
     DETAIL_MAX_SIDE) gives every frequency finer than the first pass holds (`join_bands`), so the strokes keep their
     size against the picture and the upscale does not blur them at 100%."""
+    from toolkit.data.images import to_numpy
+
+    long_side = max(rgb.shape[:2])
+    out = painted_at(model, rgb, size)
+    if detail and size and size < long_side:
+        out = join_bands(out, painted_at(model, rgb, min(long_side, DETAIL_MAX_SIDE)), size / long_side)
+    return to_numpy(out.clamp(0, 1))
+
+
+def painted_at(model: torch.nn.Module, rgb: np.ndarray, side: int | None) -> torch.Tensor:
+    """The net's output for the H x W x 3 picture run at long side `side` (None or its own: as it is), resized back
+    to H x W (bicubic, not clamped), as (1,3,H,W)."""
     import torch.nn.functional as F
 
-    from toolkit.data.images import resize_long_side, to_numpy, to_tensor
+    from toolkit.data.images import resize_long_side, to_tensor
 
     h, w = rgb.shape[:2]
-    work = resize_long_side(rgb, size) if size and size != max(h, w) else rgb
-    out = stylize_tensor(model, to_tensor(work))
+    out = stylize_tensor(model, to_tensor(resize_long_side(rgb, side) if side and side != max(h, w) else rgb))
     if out.shape[-2:] != (h, w):
         out = F.interpolate(out, size=(h, w), mode="bicubic", align_corners=False)
-        if detail and max(work.shape[:2]) < max(h, w):
-            side = min(max(h, w), DETAIL_MAX_SIDE)
-            fine = stylize_tensor(model, to_tensor(resize_long_side(rgb, side) if side < max(h, w) else rgb))
-            if fine.shape[-2:] != (h, w):
-                fine = F.interpolate(fine, size=(h, w), mode="bicubic", align_corners=False)
-            out = join_bands(out, fine, max(work.shape[:2]) / max(h, w))
-        out = out.clamp(0, 1)
-    return to_numpy(out)
+    return out
 
 
 def join_bands(coarse: torch.Tensor, fine: torch.Tensor, scale: float, margin: int = 64) -> torch.Tensor:
