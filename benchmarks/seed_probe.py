@@ -1,6 +1,6 @@
 """Probe: does a fixed screen-space seed texture let a shipped net draw shapes in flat areas (frost's crystals)?
 
-A stable convolutional net returns a flat output on a flat input (README, "The look", session 18), so frost's
+A stable convolutional net returns a flat output on a flat input (docs/look.md, session 18), so frost's
 crystals, which the loss asks for with Grams at 1/2 and 1/4 scale, never appear on plain skin or wall. Here the
 shipped net gets two learned texture tiles of co-prime periods (so their sum repeats only every lcm of them) added,
 through a 1x1 conv initialised to zero, to its stem's output: at step 0 it is the shipped net, and the tiles are

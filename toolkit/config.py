@@ -152,7 +152,7 @@ class ArchConfig:
             raise UserError(f"arch head_hidden must be >= 0, got {self.head_hidden}")
         check("context_mode", self.context_mode, CONTEXT_MODES)
         # a reflection must be narrower than the smallest input (2 x stride px); a replicated ring need not be, but
-        # costs pixels: 16 px measured no better than 8 on starry_night (README "The look", session 24)
+        # costs pixels: 16 px measured no better than 8 on starry_night (docs/look.md, session 24)
         widest = self.stride * (1 if self.context_mode == "reflect" else 2)
         if not 0 <= self.context_pad <= widest:
             raise UserError(f"arch context_pad must be 0..{widest} with context_mode {self.context_mode}, "

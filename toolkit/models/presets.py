@@ -128,7 +128,7 @@ def nano_deep_lite() -> ArchConfig:
     """nano_deep with nano_lite's norms: instance norm at the ends, batch norm (folded at export) in the trunk;
     great_wave's arch since session 13 (moved from nano_deep like the nano_lite_fine styles: strength 0.053 -> 0.060
     on the 13 unseen photos, TFLite int8 parity 30.5 -> 34.0 dB), and starry_night's in sessions 20-23 (trained on it
-    from scratch: strength 0.063 -> 0.040, the painting's deep blue and yellow star dabs; README "The look"; since
+    from scratch: strength 0.063 -> 0.040, the painting's deep blue and yellow star dabs; docs/look.md; since
     session 24 on nano_deep_lite_edge)."""
     return dataclasses.replace(nano_deep(), trunk_norm="batch")
 
@@ -140,7 +140,7 @@ def nano_deep_lite_edge() -> ArchConfig:
     along the frame (a scan line, a letterbox edge) into a ridge centred on the border, and a style whose strokes
     follow lines (starry_night trained with `--turn-weight`) painted a bright stroke along it: worst edge stripe of
     the video frames / training photos 0.086 / 0.083 reflected 4 px, 0.039 / 0.046 replicated 8 px, the same net
-    untrained on it (README "The look", session 24)."""
+    untrained on it (docs/look.md, session 24)."""
     return dataclasses.replace(nano_deep_lite(), context_pad=8, context_mode="replicate")
 
 
@@ -149,7 +149,7 @@ def nano_deep_reach_edge() -> ArchConfig:
     """nano_deep_lite_edge with its residual blocks' 3x3 convs dilated 1, 2, 2, 2, 2: nano_eighth_edge's reach (each
     block's two convs span 16 px of the picture either way) at 1/4 resolution, so the trunk's cells are 4 px, not 8,
     for 0.95 GMAC at 480x640 (nano_eighth_edge: 1.21). Train it from scratch: the dilations change what each block
-    computes. frost's probe in sessions 29-30 (README "The look": crystal clusters without the square cells the
+    computes. frost's probe in sessions 29-30 (docs/look.md: crystal clusters without the square cells the
     1/8 trunk left on flat skin, but faces mottled; not shipped)."""
     return dataclasses.replace(nano_deep_lite_edge(), dilations=(1, 2, 2, 2, 2))
 
@@ -160,7 +160,7 @@ def nano_eighth_edge() -> ArchConfig:
     the trunk sees twice as far, with 4x the parameters (134 k) for 1.21 GMAC at 480x640. starry_night's arch since
     session 27: trained on it from scratch (4000 steps, then 900 with frozen batch statistics, the last 200 with the
     tone term) it paints larger, long curved strokes that follow the photo (strokes turned 0.60 -> 0.20), the
-    painting's deep blue, big yellow dabs (README "The look", sessions 26-29). Trained on frost it lays white crystal
+    painting's deep blue, big yellow dabs (docs/look.md, sessions 26-29). Trained on frost it lays white crystal
     clusters over the picture but hides faces under them (session 28, not shipped)."""
     return dataclasses.replace(nano_deep_lite_edge(), widths=(16, 32, 64), down_stages=3)
 
