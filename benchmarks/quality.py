@@ -16,7 +16,9 @@ strength <= 0.12, grain within 10% of the photos' own, no stripes (<= 0.05 here)
 under Gaussian noise of 1/255 on the photo (worst photo); >= 30 dB, int8 parity's own bar: a net that moves more
 under sensor noise flickers on video and cannot pass int8 parity. strokes turned = toolkit.metrics.stroke_turn: 0 when
 every stroke takes its direction from the photo, 1 when unrelated to it, 2 when fixed to the screen (no goal: the
-issue asks starry_night for swirling strokes, which a net with one screen direction cannot paint).
+issue asks starry_night for swirling strokes, which a net with one screen direction cannot paint). lattice =
+toolkit.metrics.lattice: the grain measure at the nets' 4- and 8-px cell periods (small squares repeating every cell
+of a flat sky; no goal, and a JPEG photo's own 8x8 blocks raise the photos' number, so compare nets side by side).
 """
 
 from __future__ import annotations
@@ -159,8 +161,8 @@ def main(argv=None) -> int:
             if i < 3:
                 sheet.append(contact_row(rgb, out))
         save_image(sheet_dir / f"{style}.png", np.concatenate(sheet, axis=0))
-        mean = {k: float(np.mean([r[k] for r in per_photo])) for k in ("style_strength", "content", "grain",
-                                                                        "photo_grain", "stroke_turn", "layout")}
+        mean = {k: float(np.mean([r[k] for r in per_photo])) for k in (
+            "style_strength", "content", "grain", "photo_grain", "lattice", "photo_lattice", "stroke_turn", "layout")}
         worst = worst_stripe(model, images, per_photo)
         rows.append({"style": style, "checkpoint": str(overrides.get(style, f"zoo:{style}")),
                      "arch": ckpt.meta["train_config"].get("arch"), "macs_480x640": count_macs(model, 480, 640),
@@ -172,6 +174,7 @@ def main(argv=None) -> int:
                      "per_photo": per_photo})
         r = rows[-1]
         print(f"{style:16s} strength {r['style_strength']:.3f} grain {r['grain']:.3f} (photos {r['photo_grain']:.3f}) "
+              f"lattice {r['lattice']:.3f} (photos {r['photo_lattice']:.3f}) "
               f"stripe {r['edge_stripe_max']:.3f} stability {r['stability_db_min']:.1f} dB content {r['content']:.2f} "
               f"stroke turn {r['stroke_turn']:.2f} layout lost {r['layout']:.2f} "
               f"int8 {r['int8_psnr_db_min']}", flush=True)
@@ -199,13 +202,15 @@ def main(argv=None) -> int:
              f"edge stripe <= {GOAL_STRIPE} (worst photo, at native size and long sides {args.stripe_sides}), "
              f"stability (output PSNR under 1/255 sensor noise, worst photo) >= {GOAL_STABILITY:g} dB. Contact sheets: quality{label}/<style>.png (photo | output | 100% crop "
              "of a flat area | 300% crop).", "",
-             "| style | arch | GMAC 480x640 | style strength | grain (photos) | edge stripe (two-sided change) | "
+             "| style | arch | GMAC 480x640 | style strength | grain (photos) | lattice, 4/8-px cells (photos) | "
+             "edge stripe (two-sided change) | "
              "stability | strokes turned (0 follow the photo, 1 unrelated, 2 screen) | content loss | "
              "layout lost (0 light and dark where the photo's, 2 unrelated) | ONNX int8 vs fp32 (worst) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     if earlier:
-        lines[-2] = lines[-2].replace("| style strength |", f"| style strength ({args.compare_to} -> now) |") \
-            .replace("| grain (photos) |", f"| grain ({args.compare_to} -> now; photos) |")
+        for column in ("style strength", "grain", "lattice, 4/8-px cells"):
+            lines[-2] = lines[-2].replace(f"| {column} |", f"| {column} ({args.compare_to} -> now) |") \
+                .replace(f"| {column} (photos) |", f"| {column} ({args.compare_to} -> now; photos) |")
     for r in rows:
         ok = lambda good: "" if good else " ✗"  # noqa: E731
         e = earlier.get(r["style"])
@@ -215,6 +220,7 @@ def main(argv=None) -> int:
                      f"{was('style_strength')}{r['style_strength']:.3f}{ok(r['style_strength'] <= GOAL_STRENGTH)} | "
                      f"{was('grain')}{r['grain']:.3f} ({r['photo_grain']:.3f})"
                      f"{ok(r['grain'] <= r['photo_grain'] * GOAL_GRAIN)} | "
+                     f"{was('lattice')}{r['lattice']:.3f} ({r['photo_lattice']:.3f}) | "
                      f"{r['edge_stripe_max']:.3f}{ok(r['edge_stripe_max'] <= GOAL_STRIPE)} "
                      f"({r['edge_stripe_change_max']:.3f}) | "
                      f"{r['stability_db_min']:.1f} dB{ok(r['stability_db_min'] >= GOAL_STABILITY)} | "

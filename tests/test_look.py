@@ -14,7 +14,7 @@ from toolkit.config import LossConfig
 from toolkit.losses import build_loss, gram_matrix, load_vgg
 from toolkit.losses.shift import shift_equivariance
 from toolkit.losses.turns import stroke_directions, turn_equivariance
-from toolkit.metrics import edge_stripe, edge_stripe_change, flat_mask, grain
+from toolkit.metrics import edge_stripe, edge_stripe_change, flat_mask, grain, lattice
 from toolkit.paths import portable_path, resolve_data_path
 
 from conftest import natural_image, require_shared, tiny_model
@@ -31,6 +31,23 @@ def test_grain_is_about_one_on_unstructured_noise_and_high_on_lattice_locked_tex
     noise = np.repeat(np.random.default_rng(1).random((128, 128, 1)), 3, axis=2)
     assert grain(noise) == pytest.approx(1.0, abs=0.05)
     assert grain(lattice_grain(128, 128, 0.5)) > 1.5
+
+
+def cell_squares(h: int, w: int, period: int, amplitude: float = 0.3, seed: int = 0) -> np.ndarray:
+    """Faint noise with a one-pixel square outline in every `period`-px cell: what a 1/4- or 1/8-resolution trunk
+    paints over a flat sky when pushed for texture there."""
+    rows, cols = np.arange(h)[:, None] % period == 1, np.arange(w)[None, :] % period == 1
+    y = 0.4 + 0.1 * np.random.default_rng(seed).random((h, w)) + amplitude * (rows | cols)
+    return np.repeat(y[..., None], 3, axis=2)
+
+
+def test_lattice_finds_squares_one_cell_wide_that_the_two_pixel_grain_measure_does_not():
+    noise = np.repeat(np.random.default_rng(1).random((128, 128, 1)), 3, axis=2)
+    assert lattice(noise) == pytest.approx(1.0, abs=0.1)
+    for period in (4, 8):
+        squares = cell_squares(128, 128, period)
+        assert grain(squares) < 1.1  # a line every cell steps up at one pixel parity and down at the other
+        assert lattice(squares) > 3.0
 
 
 def test_grain_is_measured_on_the_photos_flat_areas_only():
