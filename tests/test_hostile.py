@@ -416,6 +416,7 @@ TRAIN_CASES = [
     ("negative temporal weight", ["--temporal-weight", "-1"], "--temporal-weight: must be a finite number"),
     ("nan shift weight", ["--shift-weight", "nan"], "--shift-weight: must be a finite number"),
     ("negative grain weight", ["--grain-weight", "-0.5"], "--grain-weight: must be a finite number"),
+    ("negative lattice weight", ["--lattice-weight", "-1"], "--lattice-weight: must be a finite number"),
     ("nan edge weight", ["--edge-weight", "nan"], "--edge-weight: must be a finite number"),
     ("unknown edge form", ["--edge-form", "both"], "invalid choice: 'both'"),
     ("negative turn weight", ["--turn-weight", "-1"], "--turn-weight: must be a finite number"),

@@ -498,6 +498,16 @@ def test_phase_balance_costs_nothing_for_the_photos_own_edges_and_much_for_latti
     assert float(phase_balance(grainy, photo)) > 0.1
 
 
+def test_lattice_balance_asks_for_no_cell_squares_that_the_grain_term_lets_through():
+    from toolkit.losses.shift import lattice_balance, phase_balance
+
+    photo = torch.from_numpy(natural_image(128, 128)).permute(2, 0, 1)[None]
+    squares = torch.from_numpy(cell_squares(128, 128, 4)).permute(2, 0, 1)[None].float()
+    assert float(lattice_balance(photo, photo)) == 0.0
+    assert float(lattice_balance(photo * 0.5 + 0.2, photo)) < 0.01  # a colour grade keeps the photo's phases
+    assert float(lattice_balance(squares, photo)) > 0.5 > 10 * float(phase_balance(squares, photo))
+
+
 def test_tone_term_leaves_palette_contrast_and_fine_texture_free_but_not_where_light_and_dark_lie():
     from toolkit.losses.tone import LUMA, tone_loss
 
@@ -596,7 +606,8 @@ def test_patch_term_at_a_coarser_scale_matches_the_downscaled_output_to_the_down
      "--patch-weight 3.0 --patch-scale 0.5", "patch"),
     (["--turn-weight", "5", "--turn-form", "pixels"], {"turn_weight": 5.0, "turn_form": "pixels"},
      "--turn-weight 5.0 --turn-form pixels", "turn"),
-], ids=["patch", "turn"])
+    (["--lattice-weight", "100"], {"lattice_weight": 100.0}, "--lattice-weight 100.0", "lattice"),
+], ids=["patch", "turn", "lattice"])
 def test_a_term_from_the_command_line_is_trained_recorded_and_in_the_ship_recipe(tmp_path, image_dir, flags, recorded,
                                                                                   recipe, term):
     from PIL import Image

@@ -207,6 +207,8 @@ class LossConfig:
                                                  # that follow the photo's forms, not one screen direction
     turn_form: str = "strokes"                   # strokes: their directions turn | pixels: every pixel (TURN_FORMS)
     grain_weight: float = 0.0                    # even/odd phase balance of the output's gradients: against grain
+    lattice_weight: float = 0.0                  # the same balance at the trunks' 4- and 8-px cells: against
+                                                 # small squares repeating every cell
     edge_weight: float = 0.0                     # border ring vs the band inside it, as the photo's: against stripes
     edge_form: str = "change"                    # change: the photo's step | drawn: no step beyond it (EDGE_FORMS)
     tone_weight: float = 0.0                     # the photo's light/dark layout over 8-px cells: where large

@@ -164,10 +164,10 @@ def first_batch_read(loader: DataLoader) -> Iterator[torch.Tensor]:
 
 def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_step: int) -> dict[str, torch.Tensor]:
     """The perceptual loss of net(batch) plus the optional terms of `cfg.loss`: synthetic-motion stability
-    (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance and shift equivariance against grain
-    (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py), the photo's light and
-    dark layout (toolkit/losses/tone.py), quarter-turn equivariance for strokes that follow the photo
-    (toolkit/losses/turns.py, the turn chosen by `sample_step`)."""
+    (toolkit/losses/temporal.py, seeded by `sample_step`), phase balance against grain and cell lattices and shift
+    equivariance against grain (toolkit/losses/shift.py), border steps against edge stripes (toolkit/losses/edges.py),
+    the photo's light and dark layout (toolkit/losses/tone.py), quarter-turn equivariance for strokes that follow the
+    photo (toolkit/losses/turns.py, the turn chosen by `sample_step`)."""
     out = net(batch)
     losses = loss_fn(out, batch)
     if cfg.loss.temporal_weight > 0:
@@ -180,6 +180,11 @@ def training_losses(net, loss_fn, batch: torch.Tensor, cfg: TrainConfig, sample_
 
         losses["grain"] = phase_balance(out, batch)
         losses["total"] = losses["total"] + cfg.loss.grain_weight * losses["grain"]
+    if cfg.loss.lattice_weight > 0:
+        from toolkit.losses.shift import lattice_balance
+
+        losses["lattice"] = lattice_balance(out, batch)
+        losses["total"] = losses["total"] + cfg.loss.lattice_weight * losses["lattice"]
     if cfg.loss.edge_weight > 0:
         from toolkit.losses.edges import edge_stripes
 

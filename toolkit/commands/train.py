@@ -35,6 +35,9 @@ def add_arguments(p) -> None:
                         "stroke free to fall anew, or every pixel (pixels)")
     p.add_argument("--grain-weight", type=real(), default=KEEP,
                    help="weight of the even/odd phase-balance term against the 2-pixel grain (0 = off)")
+    p.add_argument("--lattice-weight", type=real(), default=KEEP,
+                   help="weight of the phase-balance term at the trunks' 4- and 8-px cells, against small squares "
+                        "repeating every cell where the photo is flat (0 = off)")
     p.add_argument("--edge-weight", type=real(), default=KEEP,
                    help="weight of the border-step term against bright or dark edge stripes (0 = off)")
     p.add_argument("--edge-form", default=KEEP, choices=EDGE_FORMS,

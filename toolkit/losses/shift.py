@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from toolkit.metrics import LATTICE_PERIODS
+
 MARGIN = 8  # border pixels left out: padding and instance-norm statistics differ a little between the two crops
 
 
@@ -26,22 +28,33 @@ def shift_equivariance(net, x: torch.Tensor, out: torch.Tensor, stride: int, mar
     return F.mse_loss(b, a)
 
 
-def phase_imbalance(x: torch.Tensor, window: int = 8, eps: float = 1e-3) -> list[torch.Tensor]:
-    """Per axis, the local signed imbalance (e - o) / (e + o) of the mean gradient magnitude across even (e) and odd
-    (o) pixel boundaries, in `window`-pixel neighbourhoods of the luma."""
+def phase_imbalance(x: torch.Tensor, window: int = 8, eps: float = 1e-3, period: int = 2) -> list[torch.Tensor]:
+    """Per axis, (N, period, h, w) maps: for each pixel phase k modulo `period`, the local signed imbalance
+    (m_k - m) / (m + eps / 2) of the mean gradient magnitude m_k across the boundaries of that phase against their
+    mean m, in neighbourhoods of `window` (at least two periods) pixels of the luma. Period 2 is (e - o) / (e + o + eps)
+    for the even (e) and odd (o) boundaries, and its negative."""
     y = x.mean(1, keepdim=True)
+    window = max(window, 2 * period)
     maps = []
     for d in (y[..., :, 1:] - y[..., :, :-1], (y[..., 1:, :] - y[..., :-1, :]).transpose(-1, -2)):
         d = d.abs()
-        n = d.shape[-1] // 2 * 2
-        e = F.avg_pool2d(d[..., 0:n:2], (window, window // 2))
-        o = F.avg_pool2d(d[..., 1:n:2], (window, window // 2))
-        maps.append((e - o) / (e + o + eps))
+        n = d.shape[-1] // period * period
+        m = torch.cat([F.avg_pool2d(d[..., k:n:period], (window, window // period)) for k in range(period)], 1)
+        mean = m.mean(1, keepdim=True)
+        maps.append((m - mean) / (mean + eps / 2))
     return maps
 
 
-def phase_balance(out: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+def phase_balance(out: torch.Tensor, content: torch.Tensor, period: int = 2) -> torch.Tensor:
     """The 2-pixel grain itself, as a loss: the output's local even/odd gradient imbalance beyond the photo's own
     (a sharp edge of the photo sits on one phase in both and costs nothing), squared and averaged over both axes.
-    Unlike the shift term it leaves texture free to sit anywhere and only asks it not to favour one pixel phase."""
-    return sum(((a - b) ** 2).mean() for a, b in zip(phase_imbalance(out), phase_imbalance(content))) / 2
+    Unlike the shift term it leaves texture free to sit anywhere and only asks it not to favour one pixel phase.
+    Another `period` asks the same of the pixel phases modulo it."""
+    return sum(((a - b) ** 2).mean() for a, b in zip(phase_imbalance(out, period=period),
+                                                      phase_imbalance(content, period=period))) / 2
+
+
+def lattice_balance(out: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """phase_balance at the trunks' cell periods, averaged: against small squares repeating every cell, which a net
+    pushed for texture draws where the photo is flat."""
+    return sum(phase_balance(out, content, period) for period in LATTICE_PERIODS) / len(LATTICE_PERIODS)

@@ -120,6 +120,7 @@ def _start_command(cfg: dict, name: str) -> str:
             + (f" --turn-weight {loss['turn_weight']} --turn-form {loss.get('turn_form', 'strokes')}"
                if loss.get("turn_weight") else "")
             + (f" --grain-weight {loss['grain_weight']}" if loss.get("grain_weight") else "")
+            + (f" --lattice-weight {loss['lattice_weight']}" if loss.get("lattice_weight") else "")
             + (f" --edge-weight {loss['edge_weight']}" if loss.get("edge_weight") else "")
             + (f" --edge-form {loss['edge_form']}" if loss.get("edge_form", "change") != "change" else "")
             + (f" --tone-weight {loss['tone_weight']}" if loss.get("tone_weight") else "")
