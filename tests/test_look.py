@@ -498,6 +498,22 @@ def test_phase_balance_costs_nothing_for_the_photos_own_edges_and_much_for_latti
     assert float(phase_balance(grainy, photo)) > 0.1
 
 
+def test_the_zoom_sheet_shows_one_window_of_a_photo_per_net_at_the_zoom_asked(tmp_path):
+    """benchmarks/zoom_sheet.py: photo | each net, the same window, nearest-neighbour zoom."""
+    require_shared("content", "eval")
+    from toolkit.data.images import load_rgb
+
+    zoom_sheet = benchmark("zoom_sheet")
+    out = tmp_path / "sheet.png"
+    assert zoom_sheet.main(["frost", "frost", "--window", "baby.png:100,120", "--size", "20x30", "--zoom", "3",
+                            "-o", str(out), "--threads", "1"]) == 0
+    sheet = load_rgb(out)
+    assert sheet.shape[:2] == (60 + 8, 3 * 90 + 2 * 8)  # one row and its gap band; three cells and two gaps
+    assert np.abs(sheet[:60, 98:188] - sheet[:60, 196:286]).max() < 1e-6  # the same net twice, the same pixels
+    with pytest.raises(SystemExit):
+        zoom_sheet.main(["frost", "--window", "baby.png:500,0", "-o", str(out)])  # past the photo's 512 px
+
+
 def test_lattice_balance_asks_for_no_cell_squares_that_the_grain_term_lets_through():
     from toolkit.losses.shift import lattice_balance, phase_balance
 

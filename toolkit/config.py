@@ -185,6 +185,7 @@ class ArchConfig:
 
 EDGE_FORMS = ("change", "drawn")  # what the edge term asks (toolkit/losses/edges.py)
 TURN_FORMS = ("strokes", "pixels")  # what the turn term asks (toolkit/losses/turns.py)
+LATTICE_PERIODS = (4, 8)  # the cells of the nano family's 1/4- and 1/8-resolution trunks (lattice measure and term)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ grain        the even/odd phase imbalance of the output's gradients in the photo
 lattice      the same phase imbalance at the nets' cell periods (4 and 8 px, the worse): small squares repeating every
              cell of a 1/4- or 1/8-resolution trunk over a flat sky, which a net pushed to paint texture where the
              photo has none draws at 300% zoom. A JPEG photo's own 8x8 blocks raise its value (1.1-3.4 on the eval
-             photos), so nets are compared with each other on the same photos, the photo's own beside them.
+             photos at native size), so nets are compared with each other on the same photos, the photo's own beside
+             them.
 edge_stripe  how much brighter the outer 2-pixel ring is than the band just inside it beyond the photo's own
              brighter step there, or darker beyond its darker step: a stripe the net draws (a net that turns a
              photo's dark scan line into a bright stripe scores that stripe's step; one that keeps or softens the
@@ -25,6 +26,8 @@ style_strength   Gram distance of the output to the style image over the photo's
 from __future__ import annotations
 
 import numpy as np
+
+from toolkit.config import LATTICE_PERIODS
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 FLAT_QUANTILE = 0.4   # the photo's flattest 40% (8x8 mean gradient) is where grain shows
@@ -74,9 +77,6 @@ def grain(output: np.ndarray, photo: np.ndarray | None = None, mask: np.ndarray 
         means = np.bincount(phase, weights=d[m], minlength=period) / np.maximum(counts, 1)
         ratios.append(float(means.max()) / max(float(means.min()), 1e-12))
     return float(np.mean(ratios))
-
-
-LATTICE_PERIODS = (4, 8)  # the cells of the nano family's 1/4- and 1/8-resolution trunks
 
 
 def lattice(output: np.ndarray, photo: np.ndarray | None = None, mask: np.ndarray | None = None) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from toolkit.metrics import LATTICE_PERIODS
+from toolkit.config import LATTICE_PERIODS
 
 MARGIN = 8  # border pixels left out: padding and instance-norm statistics differ a little between the two crops
 
