@@ -49,13 +49,15 @@ def run_in_ring(bare, rgb: np.ndarray, pad: int) -> np.ndarray:
 
 def border_window(img: np.ndarray, side: int) -> np.ndarray:
     """The SIDE-deep strip along one side (0 top, 1 bottom, 2 left, 3 right), turned so the border is on top."""
+    from toolkit.sheets import zoom
+
     h, w = img.shape[:2]
     if side in (2, 3):
         img, h, w = np.rot90(img, 1 if side == 2 else -1), w, h
         side = 0 if side == 2 else 1
     c = w // 2
     strip = img[:SIDE, c - SIDE:c + SIDE] if side == 0 else img[h - SIDE:, c - SIDE:c + SIDE][::-1]
-    return np.repeat(np.repeat(strip, ZOOM, 0), ZOOM, 1)
+    return zoom(strip, ZOOM)
 
 
 def main(argv=None) -> int:

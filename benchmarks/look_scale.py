@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from toolkit.losses import measuring_loss
     from toolkit.metrics import style_strength
     from toolkit.paths import shared_data
-    from toolkit.sheets import stack_rows
+    from toolkit.sheets import stack_rows, zoom
     from toolkit.stylize import DETAIL_MAX_SIDE, MAX_SIDE, stylize_rgb
     from toolkit.video.evaluate import style_image_for
     from toolkit.zoo import checkpoint_path, shipped_styles
@@ -99,9 +99,8 @@ def main(argv=None) -> int:
                 whole = [resize_long_side(outs[c], 512) for c in ("full", "default")]
                 side, (h, w) = whole[0].shape[0], big.shape[:2]  # 100% crops as tall as the whole pictures
                 crop = (slice(h // 3, h // 3 + side), slice(w // 2, w // 2 + side))
-                zoom = busiest_third(big, crop)
-                near = [np.kron(outs[c][zoom], np.ones((3, 3, 1), np.float32)) for c in (f"at_{args.sheet_side}",
-                                                                                            "default")]
+                busy = busiest_third(big, crop)
+                near = [zoom(outs[c][busy], 3) for c in (f"at_{args.sheet_side}", "default")]
                 sheet.append(np.concatenate([*whole, *(outs[c][crop] for c in ("full", f"at_{args.sheet_side}",
                                                                                 "default")), *near], axis=1))
         rows.append({"style": style, "views": {v: {c: float(np.mean(strength[v, c])) for c in columns} for v in views},

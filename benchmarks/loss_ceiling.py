@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     from toolkit.losses import measuring_loss
     from toolkit.metrics import style_strength
     from toolkit.paths import shared_data
-    from toolkit.sheets import stack_rows
+    from toolkit.sheets import stack_rows, zoom
     from toolkit.stylize import stylize_tensor
     from toolkit.video.evaluate import style_image_for
 
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                      "style_strength": style_strength(measure, outs[0][1], x)["style_strength"]})
         cells = [rgb, *(to_numpy(y) for _, y in outs)]
         ch, cw = h // 3, w // 3  # the centre third at 3x
-        crops = [np.kron(c[ch:2 * ch, cw:2 * cw], np.ones((3, 3, 1), np.float32)) for c in cells]
+        crops = [zoom(c[ch:2 * ch, cw:2 * cw], 3) for c in cells]
         gap = lambda a: np.concatenate([a, np.ones((a.shape[0], 8, 3), np.float32)], axis=1)  # noqa: E731
         sheet += [np.concatenate([gap(c) for c in cells], axis=1),
                   np.concatenate([gap(c[: cells[0].shape[0], : cells[0].shape[1]]) for c in crops], axis=1)]

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from toolkit.checkpoint import load_checkpoint
     from toolkit.data.images import load_rgb, save_image
     from toolkit.paths import shared_data
-    from toolkit.sheets import side_by_side, stack_rows
+    from toolkit.sheets import side_by_side, stack_rows, zoom
     from toolkit.stylize import stylize_rgb
     from toolkit.zoo import checkpoint_path
 
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
             p.error(f"window {name}:{top},{left} of {h}x{w} runs past the photo's {rgb.shape[0]}x{rgb.shape[1]} px")
         cut = (slice(top, top + h), slice(left, left + w))
         cells = [rgb[cut]] + [np.clip(stylize_rgb(m, rgb), 0, 1)[cut] for m in models]
-        rows.append(side_by_side([np.repeat(np.repeat(c, args.zoom, 0), args.zoom, 1) for c in cells]))
+        rows.append(side_by_side([zoom(c, args.zoom) for c in cells]))
     save_image(args.out, stack_rows(rows))
     print(args.out)
     return 0

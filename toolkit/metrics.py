@@ -81,7 +81,9 @@ def grain(output: np.ndarray, photo: np.ndarray | None = None, mask: np.ndarray 
 
 def lattice(output: np.ndarray, photo: np.ndarray | None = None, mask: np.ndarray | None = None) -> float:
     """The lattice measure above: `grain` at each of LATTICE_PERIODS, the worse."""
-    return max(grain(output, photo, mask, period) for period in LATTICE_PERIODS)
+    if mask is None and photo is not None:
+        mask = flat_mask(photo)  # once, not once per period
+    return max(grain(output, mask=mask, period=period) for period in LATTICE_PERIODS)
 
 
 def _border_steps(output: np.ndarray, photo: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:

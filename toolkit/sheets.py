@@ -24,6 +24,11 @@ def flat_crop(photo: np.ndarray, side: int = CROP) -> tuple[int, int]:
     return at
 
 
+def zoom(a: np.ndarray, k: int) -> np.ndarray:
+    """`a` (HxWxC) shown k times larger by nearest neighbour, so single pixels stay visible as k x k blocks."""
+    return np.repeat(np.repeat(a, k, 0), k, 1)
+
+
 def _fit(a: np.ndarray, side: int) -> np.ndarray:
     a = resize_long_side(a, side) if max(a.shape[:2]) != side else a
     canvas = np.ones((side, side, 3), np.float32)
@@ -38,9 +43,9 @@ def contact_row(photo: np.ndarray, output: np.ndarray, side: int = 256) -> np.nd
     crop = output[top:top + CROP, left:left + CROP]
     half = min(crop.shape[:2]) // (2 * ZOOM)
     cy, cx = crop.shape[0] // 2, crop.shape[1] // 2
-    zoom = np.repeat(np.repeat(crop[cy - half:cy + half, cx - half:cx + half], ZOOM, 0), ZOOM, 1)
-    crop_full = np.repeat(np.repeat(crop, side // CROP, 0), side // CROP, 1)
-    return np.concatenate([_fit(photo, side), _fit(output, side), _fit(crop_full, side), _fit(zoom, side)], axis=1)
+    near = zoom(crop[cy - half:cy + half, cx - half:cx + half], ZOOM)
+    return np.concatenate([_fit(photo, side), _fit(output, side), _fit(zoom(crop, side // CROP), side),
+                           _fit(near, side)], axis=1)
 
 
 def side_by_side(cells: list[np.ndarray], gap: int = 8) -> np.ndarray:
