@@ -398,6 +398,7 @@ TRAIN_CASES = [
     ("frame crops over 1", ["--frame-crops", "1.5"], "--frame-crops: must be a finite number >= 0 and <= 1"),
     ("negative frame crops", ["--frame-crops", "-0.1"], "--frame-crops: must be a finite number >= 0 and <= 1"),
     ("edge ramps over 1", ["--edge-ramps", "2"], "--edge-ramps: must be a finite number >= 0 and <= 1"),
+    ("crop zoom under 1", ["--crop-zoom", "0.5"], "--crop-zoom: must be a finite number >= 1"),
     ("huge size", ["--size", "65536"], "MP limit"),
     ("zero style size", ["--style-size", "0"], "--style-size: must be >= 1"),
     ("huge style size", ["--style-size", BIG], "MP limit"),

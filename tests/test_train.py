@@ -121,6 +121,42 @@ def test_edge_ramps_brighten_or_darken_one_side_of_a_crop_and_leave_other_crops_
                               random_crop(photo, 32, np.random.default_rng(seed), frame=0.5, ramps=0.0))
 
 
+def test_a_larger_crop_zoom_shows_closer_views_and_the_default_keeps_earlier_runs_crops():
+    """--crop-zoom Z: the photo's short side resized to crop side x U(1, Z) before the crop."""
+    from toolkit.config import CROP_ZOOM
+    from toolkit.data.images import random_crop
+
+    ramp = np.repeat(np.linspace(0, 1, 300, dtype=np.float32)[None, :, None], 200, 0).repeat(3, 2)  # 200x300, 0 -> 1
+
+    def span(zoom, seed):  # how much of the photo's width the crop covers
+        return float(np.ptp(random_crop(ramp, 32, np.random.default_rng(seed), zoom=zoom)))
+
+    default, close = np.mean([span(CROP_ZOOM, s) for s in range(40)]), np.mean([span(4.0, s) for s in range(40)])
+    assert 200 / (300 * 1.6) - 0.02 < default < 200 / 300  # short side 32-51 px: the crop sees 42-67% of the width
+    assert close < 0.6 * default
+    for seed in range(10):  # the same single draw: the default's crops are those of every earlier run
+        rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert np.array_equal(random_crop(ramp, 32, rng_a), random_crop(ramp, 32, rng_b, zoom=CROP_ZOOM))
+        assert rng_a.random() == rng_b.random()
+
+
+@pytest.mark.filterwarnings("ignore:using a random-weight VGG")
+def test_crop_zoom_from_the_command_line_is_recorded_and_in_the_ship_recipe_only_when_changed(tmp_path, style_png,
+                                                                                               image_dir):
+    from toolkit.cli import main
+    from toolkit.zoo.ship import train_command
+
+    common = ["train", "--style-image", str(style_png), "--content-dir", str(image_dir), "--arch", "tiny", "--steps",
+              "1", "--size", "32", "--batch", "2", "--workers", "0", "--sample-every", "0", "--loss-net", "random",
+              "--out", str(tmp_path / "runs")]
+    assert main([*common, "--name", "z", "--crop-zoom", "3"]) == 0
+    assert main([*common, "--name", "d"]) == 0
+    zoomed, plain = (load_checkpoint(tmp_path / "runs" / n / f"{n}.safetensors").meta["train_config"] for n in "zd")
+    assert zoomed["crop_zoom"] == 3.0 and " --crop-zoom 3.0" in train_command(zoomed, "z")
+    assert plain["crop_zoom"] == 1.6 and "--crop-zoom" not in train_command(plain, "d")
+    assert "--crop-zoom" not in train_command({k: v for k, v in plain.items() if k != "crop_zoom"}, "d")  # old runs
+
+
 @pytest.mark.filterwarnings("ignore:using a random-weight VGG")
 def test_training_is_deterministic_with_a_seed(tmp_path, style_png, image_dir):
     a = train(config(style_png, image_dir, steps=4), out_root=tmp_path / "a", progress=False)

@@ -185,6 +185,7 @@ class ArchConfig:
 
 EDGE_FORMS = ("change", "drawn")  # what the edge term asks (toolkit/losses/edges.py)
 TURN_FORMS = ("strokes", "pixels")  # what the turn term asks (toolkit/losses/turns.py)
+CROP_ZOOM = 1.6  # training crops: the photo's short side resized to crop side x U(1, this) (toolkit/data/images.py)
 LATTICE_PERIODS = (4, 8)  # the cells of the nano family's 1/4- and 1/8-resolution trunks (lattice measure and term)
 
 
@@ -249,6 +250,8 @@ class TrainConfig:
                                                  # the net learns the photo's own frame (see random_crop)
     edge_ramps: float = 0.0                      # fraction of crops given a scan line or ramp along one side
                                                  # (see edge_ramp)
+    crop_zoom: float = CROP_ZOOM                 # crops see the photo's short side resized to size x U(1, this):
+                                                 # larger shows closer views (see random_crop)
     loss: LossConfig = field(default_factory=LossConfig)
 
     @staticmethod

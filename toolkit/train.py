@@ -148,7 +148,7 @@ def style_loss(cfg: TrainConfig, device: torch.device | str = "cpu"):
 
 def content_loader(cfg: TrainConfig, files: list[Path], start: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
     """Batches of random content crops for steps start..cfg.steps (deterministic in seed and step)."""
-    return DataLoader(ContentCrops(files, cfg.size, cfg.seed, cfg.frame_crops, cfg.edge_ramps),
+    return DataLoader(ContentCrops(files, cfg.size, cfg.seed, cfg.frame_crops, cfg.edge_ramps, cfg.crop_zoom),
                       batch_sampler=StepBatches(start, cfg.steps, cfg.batch, rank, world),
                       num_workers=cfg.workers, persistent_workers=False,
                       prefetch_factor=4 if cfg.workers else None)

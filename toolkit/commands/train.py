@@ -86,6 +86,10 @@ def add_arguments(p) -> None:
                    help="fraction of training crops given a scan line (1-2 px) or a ramp (2-12 px) along one side "
                         "(default 0): with --edge-weight the net learns not to turn a photo's own edge line into a "
                         "stripe")
+    p.add_argument("--crop-zoom", type=real(minimum=1), default=KEEP, metavar="Z",
+                   help="each training crop sees the photo's short side resized to the crop side x U(1, Z) (default "
+                        "1.6, most of the scene); a larger Z adds closer views, with the larger flat areas of a photo "
+                        "at its native size")
     p.add_argument("--out", default="runs", help="root folder for runs (default runs/)")
     p.add_argument("--resume", action="store_true",
                    help="continue runs/<name> from its last checkpoint with its recorded recipe; options given "

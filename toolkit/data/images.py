@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from toolkit.config import CROP_ZOOM
 from toolkit.errors import UserError
 from toolkit.fsutil import atomic_path
 
@@ -153,8 +154,12 @@ def edge_ramp(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator, frame: float = 0.0,
-                ramps: float = 0.0) -> np.ndarray:
-    """Resize so the short side is size x U(1, 1.6) (zooms vary), then take a random size x size crop, maybe mirrored.
+                ramps: float = 0.0, zoom: float = CROP_ZOOM) -> np.ndarray:
+    """Resize so the short side is size x U(1, zoom) (zooms vary), then take a random size x size crop, maybe mirrored.
+
+    A larger `zoom` shows the net closer views: a smaller part of the scene per crop, with the larger flat areas and
+    softer detail that a photo has at its native size, where the net runs at inference (the default's crops see most
+    of a training photo's scene).
 
     With probability `frame` the crop is a corner of the photo instead: a random crop almost never touches the
     photo's own frame (its edge rows, with their vignetting, resampling halos and scan lines), yet every photo a user
@@ -163,7 +168,7 @@ def random_crop(rgb: np.ndarray, size: int, rng: np.random.Generator, frame: flo
     from PIL import Image
 
     h, w = rgb.shape[:2]
-    scale = size * rng.uniform(1.0, 1.6) / min(h, w)
+    scale = size * rng.uniform(1.0, zoom) / min(h, w)  # one draw whatever `zoom`: other runs' crops unchanged
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     im = Image.fromarray(to_uint8(rgb)).resize((nw, nh), Image.Resampling.BILINEAR)
     top, left = rng.integers(0, nh - size + 1), rng.integers(0, nw - size + 1)
@@ -184,8 +189,9 @@ class ContentCrops(Dataset):
     still deterministically), so one bad file does not stop a long training partway; a folder where MAX_DRAWS draws
     in a row fail stops it with the decode error."""
 
-    def __init__(self, files: list[Path], size: int, seed: int, frame: float = 0.0, ramps: float = 0.0):
-        self.files, self.size, self.seed, self.frame, self.ramps = files, size, seed, frame, ramps
+    def __init__(self, files: list[Path], size: int, seed: int, frame: float = 0.0, ramps: float = 0.0,
+                 zoom: float = CROP_ZOOM):
+        self.files, self.size, self.seed, self.frame, self.ramps, self.zoom = files, size, seed, frame, ramps, zoom
         self.skipped: set[str] = set()  # the decode errors already warned about
 
     def __len__(self) -> int:
@@ -205,6 +211,6 @@ class ContentCrops(Dataset):
                 if exc.args[0] not in self.skipped:
                     self.skipped.add(exc.args[0])
                     warnings.warn(f"skipping a training photo: {exc}", stacklevel=2)
-            crop = random_crop(rgb, self.size, rng, self.frame, self.ramps)
+            crop = random_crop(rgb, self.size, rng, self.frame, self.ramps, self.zoom)
             return torch.from_numpy(crop.transpose(2, 0, 1).copy())
         raise failed[-1]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from toolkit.checkpoint import load_checkpoint, save_checkpoint
-from toolkit.config import LossConfig
+from toolkit.config import CROP_ZOOM, LossConfig
 from toolkit.data.images import list_images, load_rgb, resize_long_side, save_image, to_numpy, to_tensor
 from toolkit.errors import UserError
 from toolkit.flops import count_macs
@@ -129,7 +129,8 @@ def _start_command(cfg: dict, name: str) -> str:
             + (f" --style-size {cfg['style_size']}" if cfg.get("style_size", 512) != 512 else "")
             + (" --freeze-batch-stats" if cfg.get("freeze_batch_stats") else "")
             + (f" --frame-crops {cfg['frame_crops']}" if cfg.get("frame_crops") else "")
-            + (f" --edge-ramps {cfg['edge_ramps']}" if cfg.get("edge_ramps") else ""))
+            + (f" --edge-ramps {cfg['edge_ramps']}" if cfg.get("edge_ramps") else "")
+            + (f" --crop-zoom {cfg['crop_zoom']}" if cfg.get("crop_zoom", CROP_ZOOM) != CROP_ZOOM else ""))
 
 
 def eval_photos(limit: int = 6) -> list[Path]:
@@ -147,7 +148,7 @@ def quality(model, style_image: Path, photos: list[Path], side: int = 512) -> di
 
     loss = measuring_loss(style_image)
     rows = [{"photo": p.name, **look_row(model, loss, resize_long_side(load_rgb(p), side))[0]} for p in photos]
-    averaged = ("style_strength", "grain", "photo_grain", "content", "layout")
+    averaged = ("style_strength", "grain", "photo_grain", "lattice", "photo_lattice", "content", "layout")
     mean = {k: float(np.mean([r[k] for r in rows])) for k in averaged}
     mean["edge_stripe_max"] = max(r["edge_stripe"] for r in rows)
     return {"per_photo": rows, "mean": mean, "side": side}
