@@ -134,9 +134,10 @@ def test_a_larger_crop_zoom_shows_closer_views_and_the_default_keeps_earlier_run
     default, close = np.mean([span(CROP_ZOOM, s) for s in range(40)]), np.mean([span(4.0, s) for s in range(40)])
     assert 200 / (300 * 1.6) - 0.02 < default < 200 / 300  # short side 32-51 px: the crop sees 42-67% of the width
     assert close < 0.6 * default
-    for seed in range(10):  # the same single draw: the default's crops are those of every earlier run
+    assert CROP_ZOOM == 1.6  # the zoom range every shipped recipe trained with (their commands leave it out)
+    for seed in range(10):  # one draw whatever the zoom: the rest of a sample's random stream stays where it was
         rng_a, rng_b = np.random.default_rng(seed), np.random.default_rng(seed)
-        assert np.array_equal(random_crop(ramp, 32, rng_a), random_crop(ramp, 32, rng_b, zoom=CROP_ZOOM))
+        random_crop(ramp, 32, rng_a), random_crop(ramp, 32, rng_b, zoom=4.0)
         assert rng_a.random() == rng_b.random()
 
 
