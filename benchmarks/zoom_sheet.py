@@ -52,14 +52,17 @@ def main(argv=None) -> int:
     photos = shared_data("content", "eval")
     if photos is None:
         p.error("../shared/data/content/eval is absent: set TOOLKIT_DATA to the shared data folder")
+    painted: dict[str, list[np.ndarray]] = {}  # photo -> [photo, each net's painting]: once, however many windows
     rows = []
     for name, top, left in args.window:
-        rgb = load_rgb(photos / name)
+        if name not in painted:
+            rgb = load_rgb(photos / name)
+            painted[name] = [rgb] + [np.clip(stylize_rgb(m, rgb), 0, 1) for m in models]
+        rgb = painted[name][0]
         if top + h > rgb.shape[0] or left + w > rgb.shape[1]:
             p.error(f"window {name}:{top},{left} of {h}x{w} runs past the photo's {rgb.shape[0]}x{rgb.shape[1]} px")
         cut = (slice(top, top + h), slice(left, left + w))
-        cells = [rgb[cut]] + [np.clip(stylize_rgb(m, rgb), 0, 1)[cut] for m in models]
-        rows.append(side_by_side([zoom(c, args.zoom) for c in cells]))
+        rows.append(side_by_side([zoom(c[cut], args.zoom) for c in painted[name]]))
     save_image(args.out, stack_rows(rows))
     print(args.out)
     return 0
