@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     from toolkit.flops import count_macs
     from toolkit.fsutil import write_json
     from toolkit.losses import measuring_loss
-    from toolkit.metrics import look_row
+    from toolkit.metrics import look_mean, look_row
     from toolkit.sheets import contact_row
     from toolkit.paths import shared_data
     from toolkit.video.evaluate import style_image_for
@@ -161,8 +161,7 @@ def main(argv=None) -> int:
             if i < 3:
                 sheet.append(contact_row(rgb, out))
         save_image(sheet_dir / f"{style}.png", np.concatenate(sheet, axis=0))
-        mean = {k: float(np.mean([r[k] for r in per_photo])) for k in (
-            "style_strength", "content", "grain", "photo_grain", "lattice", "photo_lattice", "stroke_turn", "layout")}
+        mean = look_mean(per_photo)
         worst = worst_stripe(model, images, per_photo)
         rows.append({"style": style, "checkpoint": str(overrides.get(style, f"zoo:{style}")),
                      "arch": ckpt.meta["train_config"].get("arch"), "macs_480x640": count_macs(model, 480, 640),

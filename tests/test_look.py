@@ -347,6 +347,25 @@ def test_stroke_turn_measure_is_zero_for_strokes_of_the_photo_and_two_for_stroke
     assert stroke_turn(Net(lambda x: 0.05 * x + 0.95 * stripes(x.shape[-1], "x")), photo) > 1.8
 
 
+def test_ship_records_every_look_measure_the_quality_benchmark_averages(tmp_path):
+    """One list of averaged measures (toolkit.metrics.AVERAGED): a measure added to the benchmark reaches the
+    manifest's quality block too (lattice once had to be added to both by hand)."""
+    from PIL import Image
+
+    from toolkit.metrics import AVERAGED
+    from toolkit.zoo.ship import quality
+
+    require_shared("weights", "vgg19_normalised_to_relu3_1.safetensors")
+    files = []
+    for seed in (1, 2):
+        files.append(tmp_path / f"p{seed}.png")
+        Image.fromarray((natural_image(48, 64, seed=seed) * 255).astype(np.uint8)).save(files[-1])
+    q = quality(tiny_model().eval(), files[0], files, side=64)
+    assert set(AVERAGED) <= set(q["mean"]) and len(q["per_photo"]) == 2
+    for key in AVERAGED:
+        assert q["mean"][key] == pytest.approx(np.mean([r[key] for r in q["per_photo"]]), rel=1e-6), key
+
+
 def test_a_loss_config_with_an_unknown_turn_form_is_refused():
     from toolkit.errors import UserError
 

@@ -143,6 +143,16 @@ def look_row(model, loss, rgb: np.ndarray) -> tuple[dict, np.ndarray]:
     return row, out
 
 
+# The measures of look_row that describe a style on average over photos (the quality benchmark's columns, the
+# manifest's quality block); edge stripes and stability count at their worst photo instead.
+AVERAGED = ("style_strength", "content", "grain", "photo_grain", "lattice", "photo_lattice", "stroke_turn", "layout")
+
+
+def look_mean(rows: list[dict]) -> dict:
+    """The mean of each AVERAGED measure over look_row rows (one per photo)."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in AVERAGED}
+
+
 def layout_lost(y, x) -> float:
     """How far the light and dark masses of the output `y` lie from the photo `x`'s ((1,3,H,W) tensors), as the tone
     term measures them over 8-px cells (toolkit/losses/tone.py): 0 where the photo's lie, about 2 unrelated, 4

@@ -144,12 +144,11 @@ def quality(model, style_image: Path, photos: list[Path], side: int = 512) -> di
     the photo's own; lower = more stylised), grain (even/odd gradient ratio on flat areas, and the photo's own),
     edge stripes, content loss and layout lost (its light and dark masses away from the photo's)."""
     from toolkit.losses import measuring_loss
-    from toolkit.metrics import look_row
+    from toolkit.metrics import look_mean, look_row
 
     loss = measuring_loss(style_image)
     rows = [{"photo": p.name, **look_row(model, loss, resize_long_side(load_rgb(p), side))[0]} for p in photos]
-    averaged = ("style_strength", "grain", "photo_grain", "lattice", "photo_lattice", "content", "layout")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in averaged}
+    mean = look_mean(rows)
     mean["edge_stripe_max"] = max(r["edge_stripe"] for r in rows)
     return {"per_photo": rows, "mean": mean, "side": side}
 
