@@ -3,8 +3,10 @@ loss, ONNX int8 vs fp32 PSNR, and a contact sheet with 100% and 300% crops. Writ
 benchmarks/results/quality[_LABEL].{json,md} and quality[_LABEL]/<style>.png.
 
     python benchmarks/quality.py [--label before] [--style S ...] [--checkpoint S=PATH ...] [--max-side 768]
+                                 [--photos PATH ...]
 
-Photos: ../shared/data/content/eval plus the Sintel frames (video/frames), at native size up to --max-side.
+Photos: ../shared/data/content/eval plus the Sintel frames (video/frames), or your own (--photos: image files,
+folders, videos), at native size up to --max-side.
 style strength = Gram distance of the output to the style image / the photo's own, per tap relu1_1..relu3_1, averaged
 (lower = more stylised); grain = even/odd gradient ratio in the photo's flat areas (photos: ~1.0); edge stripe = the
 largest step of the outer 2-px ring against the band inside it that the photo does not have (brighter than its own
@@ -35,17 +37,44 @@ GOAL_STRENGTH, GOAL_GRAIN, GOAL_STRIPE, GOAL_STABILITY = 0.12, 1.10, 0.05, 30.0
 MIRROR = 32  # px the picture is mirrored past its edges to take the border away (worst_stripe)
 
 
-def photos(max_side: int) -> list[tuple[str, np.ndarray]]:
-    from toolkit.data.images import list_images, load_rgb, resize_long_side
-    from toolkit.paths import shared_data
+def pictures(sources: list[Path], frames_per_video: int = 6) -> list[tuple[str, np.ndarray]]:
+    """(name, RGB in [0, 1]) for each image in `sources`: image files, folders of them, and videos, of which
+    `frames_per_video` frames spread evenly over the clip are taken (named CLIP#INDEX)."""
+    from toolkit.data.images import IMAGE_SUFFIXES, load_rgb
+    from toolkit.video.io import is_video_path, probe, read_frames
 
-    files = [*list_images(shared_data("content", "eval")), *list_images(shared_data("video", "frames"))[::3]]
+    files = []
+    for src in sources:
+        if src.is_dir():
+            files += [f for f in sorted(src.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES or is_video_path(f)]
+        else:
+            files.append(src)
     out = []
     for f in files:
-        rgb = load_rgb(f)
+        if is_video_path(f):
+            stride = max(1, probe(f).frames // frames_per_video)
+            frames = [(f"{f.name}#{i}", rgb.astype(np.float32) / 255)
+                      for i, _, rgb in read_frames(f) if i % stride == 0]
+            out += frames[:frames_per_video]
+        else:
+            out.append((f.name, load_rgb(f)))
+    return out
+
+
+def photos(max_side: int, sources: list[Path] | None = None,
+           frames_per_video: int = 6) -> list[tuple[str, np.ndarray]]:
+    """The photos measured, scaled down to long side `max_side` where larger: `sources` (see pictures), by default
+    the eval set and every third Sintel frame."""
+    from toolkit.data.images import list_images, resize_long_side
+    from toolkit.paths import shared_data
+
+    if sources is None:
+        sources = [*list_images(shared_data("content", "eval")), *list_images(shared_data("video", "frames"))[::3]]
+    out = []
+    for name, rgb in pictures(sources, frames_per_video):
         rgb = resize_long_side(rgb, max_side) if max(rgb.shape[:2]) > max_side else rgb
         h, w = rgb.shape[:2]
-        out.append((f.name, np.ascontiguousarray(rgb[: h // 4 * 4, : w // 4 * 4])))  # ONNX runs multiples of 4
+        out.append((name, np.ascontiguousarray(rgb[: h // 4 * 4, : w // 4 * 4])))  # ONNX runs multiples of 4
     return out
 
 
@@ -134,15 +163,33 @@ def main(argv=None) -> int:
                     "columns, and side-by-side sheets quality_LABEL2/<style>_vs_LABEL.png (earlier | this)")
     ap.add_argument("--stripe-sides", default="384,512,640", help="long sides at which the edge stripe is also "
                     "measured (comma list; the worst counts)")
+    ap.add_argument("--photos", action="append", type=Path, metavar="PATH", help="measure on these instead of the "
+                    "eval set and Sintel frames: image files, folders of them, videos (repeatable)")
+    ap.add_argument("--frames-per-video", type=int, default=6, help="frames taken from each video of --photos, "
+                    "spread evenly over the clip")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    if shared_data("content", "eval") is None:
-        print("quality: the eval photos are missing; set TOOLKIT_DATA to the shared data folder", file=sys.stderr)
+    missing = [p for p in args.photos or [] if not p.exists()]
+    if missing:
+        print(f"quality: {missing[0]} does not exist; pass image files, folders of them or videos to --photos",
+              file=sys.stderr)
+        return 2
+    if args.photos is None and shared_data("content", "eval") is None:
+        print("quality: the eval photos are missing; set TOOLKIT_DATA to the shared data folder or pass --photos",
+              file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     overrides = dict(item.split("=", 1) for item in args.checkpoint)
     styles = args.style or sorted(set(shipped_styles()) | set(overrides))
-    images = photos(args.max_side)
+    images = photos(args.max_side, args.photos, args.frames_per_video)
+    if not images:
+        print("quality: no pictures found in --photos", file=sys.stderr)
+        return 2
+    # the sheet's rows: the first three default photos (as every earlier run's, for --compare-to), or three spread
+    # over the pictures given (a clip's frames come together)
+    sheet_rows = {0, 1, 2} if args.photos is None else set(np.linspace(0, len(images) - 1, 3).round().astype(int))
+    source = (f"pictures from {', '.join(p.name for p in args.photos)}" if args.photos else
+              "photos none of the styles trained on (eval set + Sintel frames)")
     stripe_sides = [int(v) for v in args.stripe_sides.split(",") if v.strip()]
     label = f"_{args.label}" if args.label else ""
     sheet_dir = RESULTS / f"quality{label}"
@@ -158,7 +205,7 @@ def main(argv=None) -> int:
             row["edge_stripe_sizes"] = {side: v[0] for side, v in sizes.items()}
             row["edge_stripe_change_sizes"] = {side: v[1] for side, v in sizes.items()}
             per_photo.append({"photo": name, **row})
-            if i < 3:
+            if i in sheet_rows:
                 sheet.append(contact_row(rgb, out))
         save_image(sheet_dir / f"{style}.png", np.concatenate(sheet, axis=0))
         mean = look_mean(per_photo)
@@ -196,7 +243,7 @@ def main(argv=None) -> int:
                 save_image(sheet_dir / f"{style}_vs_{args.compare_to}.png",
                            np.concatenate([a, gap, b[:, b.shape[1] // 4:]], axis=1))
     lines = [f"# Look of the shipped styles{' (' + args.label + ')' if args.label else ''}", "",
-             f"{len(images)} photos none of the styles trained on (eval set + Sintel frames), native size up to "
+             f"{len(images)} {source}, native size up to "
              f"{args.max_side} px. Goals: style strength <= {GOAL_STRENGTH}, grain within 10% of the photos' own, "
              f"edge stripe <= {GOAL_STRIPE} (worst photo, at native size and long sides {args.stripe_sides}), "
              f"stability (output PSNR under 1/255 sensor noise, worst photo) >= {GOAL_STABILITY:g} dB. Contact sheets: quality{label}/<style>.png (photo | output | 100% crop "

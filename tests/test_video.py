@@ -601,3 +601,22 @@ def test_video_workers_die_with_a_sigkilled_parent(tmp_path):
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left, f"processes outlived their parent: {left}"
+
+
+def test_the_quality_benchmark_measures_your_own_pictures_images_folders_and_frames_spread_over_a_clip(tmp_path):
+    from PIL import Image
+
+    from test_look import benchmark
+
+    quality = benchmark("quality")
+    Image.fromarray((natural_image(30, 41, seed=2) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    make_clip(tmp_path / "clip.mp4", n=12, audio=False)
+    single = tmp_path / "b.png"
+    Image.fromarray((natural_image(48, 64, seed=3) * 255).astype(np.uint8)).save(single)
+    got = quality.photos(40, [tmp_path, single], frames_per_video=3)
+    assert [name for name, _ in got] == ["a.png", "b.png", "clip.mp4#0", "clip.mp4#4", "clip.mp4#8", "b.png"]
+    for _, rgb in got:
+        assert rgb.dtype == np.float32 and 0 <= rgb.min() and rgb.max() <= 1
+        assert max(rgb.shape[:2]) <= 40 and rgb.shape[0] % 4 == 0 and rgb.shape[1] % 4 == 0
+    assert quality.main(["--photos", str(tmp_path / "missing")]) == 2
