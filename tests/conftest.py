@@ -65,3 +65,19 @@ def require_shared(*parts: str) -> Path:
     if p is None:
         pytest.skip(f"../shared/data/{'/'.join(parts)} is absent (set TOOLKIT_DATA to the shared data folder)")
     return p
+
+
+def benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ on the path while it loads, as its scripts import quality)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(folder))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module

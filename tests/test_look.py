@@ -17,7 +17,7 @@ from toolkit.losses.turns import stroke_directions, turn_equivariance
 from toolkit.metrics import edge_stripe, edge_stripe_change, flat_mask, grain, lattice
 from toolkit.paths import portable_path, resolve_data_path
 
-from conftest import natural_image, require_shared, tiny_model
+from conftest import benchmark, natural_image, require_shared, tiny_model
 
 
 def lattice_grain(h: int, w: int, amplitude: float, seed: int = 0) -> np.ndarray:
@@ -79,23 +79,6 @@ def test_edge_stripe_counts_what_the_net_draws_at_the_border_not_a_photo_line_it
     assert edge_stripe_change(removed, photo) == pytest.approx(0.25)  # the two-sided measure counts the softening
     assert edge_stripe(bright, photo) == pytest.approx(0.2)   # all of the bright step is drawn
     assert edge_stripe(darker, photo) == pytest.approx(0.6 - 0.25)  # the part beyond the photo's own dark step
-
-
-def benchmark(name: str):
-    """benchmarks/<name>.py as a module (benchmarks/ on the path while it loads, as its scripts import quality)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(folder))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(folder))
-    return module
 
 
 class FrameAt48(torch.nn.Module):

@@ -13,7 +13,7 @@ import pytest
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
 
-from conftest import natural_image, require_shared, tiny_model  # noqa: E402
+from conftest import benchmark, natural_image, require_shared, tiny_model  # noqa: E402
 from toolkit.errors import UserError  # noqa: E402
 from toolkit.video import FrameStylizer, make_payload, probe, read_frames, stylize_video  # noqa: E402
 from toolkit.video import temporal  # noqa: E402
@@ -605,8 +605,6 @@ def test_video_workers_die_with_a_sigkilled_parent(tmp_path):
 
 def test_the_quality_benchmark_measures_your_own_pictures_images_folders_and_frames_spread_over_a_clip(tmp_path):
     from PIL import Image
-
-    from test_look import benchmark
 
     quality = benchmark("quality")
     Image.fromarray((natural_image(30, 41, seed=2) * 255).astype(np.uint8)).save(tmp_path / "a.png")
