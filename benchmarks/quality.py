@@ -35,9 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 GOAL_STRENGTH, GOAL_GRAIN, GOAL_STRIPE, GOAL_STABILITY = 0.12, 1.10, 0.05, 30.0
 MIRROR = 32  # px the picture is mirrored past its edges to take the border away (worst_stripe)
+FRAMES_PER_VIDEO = 6  # frames a video given to --photos contributes, spread over the clip
 
 
-def pictures(sources: list[Path], frames_per_video: int = 6) -> list[tuple[str, np.ndarray]]:
+def pictures(sources: list[Path], frames_per_video: int = FRAMES_PER_VIDEO) -> list[tuple[str, np.ndarray]]:
     """(name, RGB in [0, 1]) for each image in `sources`: image files, folders of them, and videos, of which
     `frames_per_video` frames spread evenly over the clip are taken (named CLIP#INDEX)."""
     from toolkit.data.images import IMAGE_SUFFIXES, load_rgb
@@ -62,7 +63,7 @@ def pictures(sources: list[Path], frames_per_video: int = 6) -> list[tuple[str, 
 
 
 def photos(max_side: int, sources: list[Path] | None = None,
-           frames_per_video: int = 6) -> list[tuple[str, np.ndarray]]:
+           frames_per_video: int = FRAMES_PER_VIDEO) -> list[tuple[str, np.ndarray]]:
     """The photos measured, scaled down to long side `max_side` where larger: `sources` (see pictures), by default
     the eval set and every third Sintel frame."""
     from toolkit.data.images import list_images, resize_long_side
@@ -165,8 +166,8 @@ def main(argv=None) -> int:
                     "measured (comma list; the worst counts)")
     ap.add_argument("--photos", action="append", type=Path, metavar="PATH", help="measure on these instead of the "
                     "eval set and Sintel frames: image files, folders of them, videos (repeatable)")
-    ap.add_argument("--frames-per-video", type=int, default=6, help="frames taken from each video of --photos, "
-                    "spread evenly over the clip")
+    ap.add_argument("--frames-per-video", type=int, default=FRAMES_PER_VIDEO,
+                    help="frames taken from each video of --photos, spread evenly over the clip")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     missing = [p for p in args.photos or [] if not p.exists()]
